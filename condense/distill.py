@@ -1,0 +1,277 @@
+"""Dataset distillation by back-propagation through time (the outer loop).
+
+A synthetic set is k examples per class, each an (L, d) matrix of input embeddings with an attention mask, a
+learnable soft label, and T learnable inner learning rates shared by the set. Every outer step draws a fresh
+head, trains it (and, in the ``last_n_layers`` / ``all`` modes, encoder weights) for T unrolled steps on the
+synthetic set, measures cross-entropy on a batch of real training data, and back-propagates that loss through
+the unrolled steps to the embeddings, labels and learning rates.
+
+With ``projection="straight_through"`` the forward pass always sees the nearest real token embeddings, so the
+set that is trained is exactly its decoded text; the gradient still reaches the continuous embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from condense.decode import nearest_tokens, project, round_trip_vocabulary
+from condense.inner import soft_cross_entropy, unrolled_train
+from condense.models import Encoder, encode, encoder_param_names, encoder_params, init_head, linear_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DistillConfig:
+    """Hyper-parameters of one distillation run; mirrors ``configs/distill/*.yaml``."""
+
+    ipc: int = 1  # synthetic examples per class
+    seq_len: int = 32  # tokens per synthetic example, special tokens included
+    params: str = "head"  # what the inner loop trains: head | last_n_layers | all
+    n_layers: int = 1  # for last_n_layers
+    inner_steps: int = 10
+    inner_optimizer: str = "sgd"  # sgd | momentum | adam
+    inner_lr: float = 0.1  # initial value of the learned inner learning rates (the head's)
+    inner_encoder_lr: float = 1e-3  # initial inner learning rate of encoder weights (not head mode)
+    learn_lrs: bool = True
+    labels: str = "learned"  # learned (soft labels) | hard
+    learn_inputs: bool = True  # False keeps the initial real examples: the label-only baseline
+    init: str = "real"  # real | noise
+    projection: str = "straight_through"  # straight_through | none
+    distance: str = "cosine"  # cosine | l2, for decoding and projection
+    outer_steps: int = 300
+    lr_inputs: float = 0.01
+    lr_labels: float = 0.05
+    lr_lrs: float = 0.01
+    real_batch_size: int = 256
+    clip_norm: float = 1.0
+    checkpoint_every: int = 100
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "params": ("head", "last_n_layers", "all"),
+            "inner_optimizer": ("sgd", "momentum", "adam"),
+            "labels": ("learned", "hard"),
+            "init": ("real", "noise"),
+            "projection": ("straight_through", "none"),
+            "distance": ("cosine", "l2"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"distill.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        for key in ("ipc", "seq_len", "inner_steps", "outer_steps", "real_batch_size"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"distill.{key} must be at least 1, got {getattr(self, key)}")
+
+    @property
+    def trains_encoder(self) -> bool:
+        return self.params != "head"
+
+
+@dataclass
+class RealData:
+    """The real training data the outer loss is measured on.
+
+    ``features`` (frozen-encoder features) suffice when only the head trains; otherwise ``tokens`` are encoded
+    by the inner-trained encoder at every outer step.
+    """
+
+    labels: torch.Tensor
+    features: torch.Tensor | None = None
+    tokens: dict[str, torch.Tensor] | None = None
+
+
+@dataclass
+class SyntheticSet:
+    """Initial or learned synthetic examples (before they become a :class:`condense.DistilledSet`)."""
+
+    token_ids: torch.Tensor  # (N, L): the tokens the embeddings start from, or their nearest tokens
+    attention_mask: torch.Tensor  # (N, L)
+    labels: torch.Tensor  # (N,)
+    embeddings: torch.Tensor | None = None  # (N, L, d); None: the token embeddings of token_ids
+    soft_labels: torch.Tensor | None = None  # (N, C)
+    inner_lrs: torch.Tensor | None = None  # (T,) or (T, 2)
+    history: list[float] = field(default_factory=list)  # outer loss per step
+    seconds: float = 0.0
+
+
+def initial_set(
+    encoder: Encoder,
+    texts: list[str],
+    labels: torch.Tensor,
+    num_classes: int,
+    ipc: int,
+    seq_len: int,
+    seed: int,
+) -> SyntheticSet:
+    """k examples per class, each filled with the tokens of randomly drawn real examples of its class.
+
+    Real texts are concatenated until ``seq_len`` is full, so every position starts as a real token in a
+    plausible context instead of padding.
+    """
+    prefix, suffix = encoder.special_tokens()
+    room = seq_len - len(prefix) - len(suffix)
+    if room < 1:
+        raise ValueError(f"distill.seq_len={seq_len} leaves no room for text between the special tokens")
+    generator = torch.Generator().manual_seed(seed)
+    pad = encoder.tokenizer.pad_token_id or 0
+    rows, masks, row_labels = [], [], []
+    for label in range(num_classes):
+        members = torch.nonzero(labels == label).flatten()
+        order = members[torch.randperm(len(members), generator=generator)].tolist()
+        for example in range(ipc):
+            content: list[int] = []
+            # Start each example from a different real text, then keep drawing from the class's shuffled list.
+            for index in order[example:] + order[:example]:
+                content += encoder.tokenizer(texts[index], add_special_tokens=False)["input_ids"]
+                if len(content) >= room:
+                    break
+            ids = prefix + content[:room] + suffix
+            rows.append(ids + [pad] * (seq_len - len(ids)))
+            masks.append([1] * len(ids) + [0] * (seq_len - len(ids)))
+            row_labels.append(label)
+    return SyntheticSet(torch.tensor(rows), torch.tensor(masks), torch.tensor(row_labels))
+
+
+def real_examples_set(encoder: Encoder, texts: list[str], labels: torch.Tensor, max_length: int) -> SyntheticSet:
+    """Real examples as a synthetic set, for the label-only baselines (random and coreset subsets)."""
+    tokens = encoder.tokenizer(texts, truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
+    return SyntheticSet(tokens["input_ids"], tokens["attention_mask"], labels.clone())
+
+
+def distill(
+    encoder: Encoder,
+    real: RealData,
+    start: SyntheticSet,
+    num_classes: int,
+    config: DistillConfig,
+    on_checkpoint: Callable[[SyntheticSet, int], None] | None = None,
+    progress: bool = True,
+) -> SyntheticSet:
+    """Learn the embeddings, soft labels and inner learning rates of ``start`` by BPTT; returns the learned set."""
+    if config.trains_encoder and real.tokens is None:
+        raise ValueError(f"distill.params={config.params} trains the encoder and needs real tokens, not features")
+    if not config.trains_encoder and real.features is None:
+        raise ValueError("head-only distillation needs real frozen-encoder features")
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    table = encoder.token_embeddings.detach()
+    candidates = round_trip_vocabulary(encoder)
+    special = torch.tensor(encoder.tokenizer.all_special_ids)
+    learnable = start.attention_mask.bool() & ~torch.isin(start.token_ids, special)
+
+    fixed = table[start.token_ids].clone()
+    inputs = fixed.clone() if start.embeddings is None else start.embeddings.detach().clone()
+    if config.init == "noise" and start.embeddings is None:
+        noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype) * table.std() + table.mean(0)
+        inputs = torch.where(learnable.unsqueeze(-1), noise, inputs)
+    inputs.requires_grad_(config.learn_inputs)
+
+    one_hot = F.one_hot(start.labels, num_classes).to(table.dtype)
+    label_logits = (one_hot * math.log(9 * max(num_classes - 1, 1))).requires_grad_(config.labels == "learned")
+    groups = 2 if config.trains_encoder else 1
+    initial_lrs = torch.tensor([config.inner_lr, config.inner_encoder_lr][:groups], dtype=table.dtype)
+    log_lrs = initial_lrs.log().repeat(config.inner_steps, 1).requires_grad_(config.learn_lrs)
+
+    groups_to_learn = [
+        {"params": [inputs], "lr": config.lr_inputs, "on": config.learn_inputs},
+        {"params": [label_logits], "lr": config.lr_labels, "on": config.labels == "learned"},
+        {"params": [log_lrs], "lr": config.lr_lrs, "on": config.learn_lrs},
+    ]
+    learned = [{"params": g["params"], "lr": g["lr"]} for g in groups_to_learn if g["on"]]
+    optimizer = torch.optim.Adam(learned) if learned else None
+    encoder_names = encoder_param_names(encoder.model, config.params, config.n_layers)
+
+    def forward_inputs() -> torch.Tensor:
+        if config.projection == "straight_through" and config.learn_inputs:
+            snapped, _ = project(inputs, table, candidates, config.distance)
+        else:
+            snapped = inputs
+        return torch.where(learnable.unsqueeze(-1), snapped, fixed)
+
+    frozen_features = None
+    if not config.trains_encoder and not config.learn_inputs:
+        with torch.no_grad():
+            frozen_features = encode(encoder, start.attention_mask, inputs_embeds=forward_inputs())
+
+    def snapshot() -> SyntheticSet:
+        """The current state as plain tensors: what the model trains on, its nearest tokens, labels and lrs."""
+        with torch.no_grad():
+            token_ids = start.token_ids.clone()
+            if config.learn_inputs:
+                token_ids[learnable] = nearest_tokens(inputs[learnable], table, candidates, config.distance)
+            lrs = log_lrs.exp().detach().clone()
+            return SyntheticSet(
+                token_ids=token_ids,
+                attention_mask=start.attention_mask.clone(),
+                labels=start.labels.clone(),
+                embeddings=forward_inputs().detach().clone(),
+                soft_labels=(F.softmax(label_logits, -1) if config.labels == "learned" else one_hot).detach().clone(),
+                inner_lrs=lrs.squeeze(-1) if groups == 1 else lrs,
+                history=list(history),
+            )
+
+    history: list[float] = []
+    started = time.perf_counter()
+    steps = tqdm(range(config.outer_steps), desc="distilling", disable=not progress, leave=False)
+    for step in steps:
+        head = init_head(encoder.hidden_size, num_classes, generator, table.dtype)
+        params = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, encoder_names)}
+        targets = F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot
+        lrs = log_lrs.exp()
+        if config.trains_encoder:
+            embeds = forward_inputs()
+
+            def inner_loss(p):
+                features = encode(encoder, start.attention_mask, inputs_embeds=embeds, params=p)
+                return soft_cross_entropy(linear_head(features, p), targets)
+
+        else:
+            features = frozen_features
+            if features is None:
+                features = encode(encoder, start.attention_mask, inputs_embeds=forward_inputs())
+
+            def inner_loss(p):
+                return soft_cross_entropy(linear_head(features, p), targets)
+
+        trained = unrolled_train(params, inner_loss, lrs, config.inner_optimizer)
+        batch = torch.randint(len(real.labels), (min(config.real_batch_size, len(real.labels)),), generator=generator)
+        if config.trains_encoder:
+            mask = real.tokens["attention_mask"][batch]
+            width = int(mask.sum(1).max())
+            real_features = encode(
+                encoder, mask[:, :width], input_ids=real.tokens["input_ids"][batch, :width], params=trained
+            )
+        else:
+            real_features = real.features[batch]
+        outer_loss = F.cross_entropy(linear_head(real_features, trained), real.labels[batch])
+        history.append(outer_loss.item())
+        if optimizer is not None:
+            optimizer.zero_grad()
+            outer_loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in learned for p in g["params"]], config.clip_norm)
+            optimizer.step()
+        steps.set_postfix(outer_loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
+        if on_checkpoint is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.outer_steps:
+            on_checkpoint(snapshot(), step + 1)
+    result = snapshot()
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "distilled %d examples in %.0f s (%.2f outer steps/s), final outer loss %.3f",
+        len(start.labels), result.seconds, config.outer_steps / max(result.seconds, 1e-9),
+        sum(history[-20:]) / max(len(history[-20:]), 1),
+    )
+    return result
+
+
+def config_dict(config: DistillConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,200 @@
+"""Honest evaluation: train fresh models on a set, test on held-out real data, over many fresh initialisations.
+
+Two ways to train on a set:
+
+* the *learned protocol*: the inner loop the set was distilled for (same parameter subset, optimiser, steps and
+  learned learning rates, soft labels), from a fresh head each time;
+* a standard *fine-tuning recipe*: AdamW on all parameters for a few epochs, a protocol the set was never
+  optimised for.
+
+Every figure is a mean and standard deviation over ``n_inits`` fresh heads (and fresh data order).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from condense.features import encode_tokens
+from condense.inner import soft_cross_entropy, unrolled_train
+from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingSet:
+    """Examples to train on: embedding form (``inputs_embeds``) or text form (``input_ids``), with soft labels."""
+
+    attention_mask: torch.Tensor
+    soft_labels: torch.Tensor
+    inputs_embeds: torch.Tensor | None = None
+    input_ids: torch.Tensor | None = None
+
+    def inputs(self, index: torch.Tensor | slice = slice(None)) -> dict[str, torch.Tensor]:
+        if self.inputs_embeds is not None:
+            return {"inputs_embeds": self.inputs_embeds[index]}
+        return {"input_ids": self.input_ids[index]}
+
+    def __len__(self) -> int:
+        return len(self.soft_labels)
+
+
+@dataclass
+class TestData:
+    """Held-out data: frozen-encoder features for head-only models, tokens for models whose encoder trained."""
+
+    labels: torch.Tensor
+    features: torch.Tensor | None = None
+    tokens: dict[str, torch.Tensor] | None = None
+    token_labels: torch.Tensor | None = None  # labels of ``tokens``, which may be a subsample
+
+
+@dataclass
+class FinetuneRecipe:
+    """A standard fine-tuning recipe; mirrors ``configs/eval/*.yaml`` ``finetune``."""
+
+    lr: float = 5e-5
+    head_lr: float = 2e-3  # a fresh head needs a larger step than pretrained weights
+    weight_decay: float = 0.01
+    epochs: int = 3
+    batch_size: int = 16
+    # A few epochs of a 4-example set are a few steps, too few to move a fresh head at all; tiny sets get at
+    # least this many steps, so the recipe measures the data and not the step count.
+    min_steps: int = 30
+
+
+def summarize(accuracies: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(accuracies),
+        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "n": len(accuracies),
+    }
+
+
+def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: TestData, trains_encoder: bool) -> float:
+    with torch.no_grad():
+        if trains_encoder:
+            features = encode_tokens(encoder, test.tokens, params={k: v.detach() for k, v in params.items()})
+            labels = test.token_labels
+        else:
+            features, labels = test.features, test.labels
+        return (linear_head(features, params).argmax(-1) == labels).float().mean().item()
+
+
+def learned_protocol(
+    encoder: Encoder,
+    train: TrainingSet,
+    test: TestData,
+    inner_lrs: torch.Tensor,
+    *,
+    params: str = "head",
+    n_layers: int = 1,
+    optimizer: str = "sgd",
+    n_inits: int = 20,
+    seed: int = 0,
+    desc: str | None = None,
+) -> dict[str, float]:
+    """Test accuracy after the distillation inner loop, from ``n_inits`` fresh heads."""
+    names = encoder_param_names(encoder.model, params, n_layers)
+    num_classes = train.soft_labels.shape[1]
+    frozen_features = None
+    if not names:
+        with torch.no_grad():
+            frozen_features = encode(encoder, train.attention_mask, **train.inputs())
+    accuracies = []
+    for init in tqdm(range(n_inits), desc=desc, disable=desc is None, leave=False):
+        generator = torch.Generator().manual_seed(seed + init)
+        head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype)
+        start = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, names)}
+
+        def loss_fn(p):
+            if frozen_features is not None:
+                logits = linear_head(frozen_features, p)
+            else:
+                logits = classify(encoder, train.attention_mask, p, **train.inputs())
+            return soft_cross_entropy(logits, train.soft_labels)
+
+        trained = unrolled_train(start, loss_fn, inner_lrs, optimizer, create_graph=False)
+        accuracies.append(accuracy(encoder, trained, test, trains_encoder=bool(names)))
+    return summarize(accuracies)
+
+
+def finetune(
+    encoder: Encoder, train: TrainingSet, recipe: FinetuneRecipe, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """All parameters and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
+    names = encoder_param_names(encoder.model, "all")
+    head = init_head(encoder.hidden_size, train.soft_labels.shape[1], generator, encoder.dtype)
+    head = {k: v.requires_grad_(True) for k, v in head.items()}
+    weights = encoder_params(encoder, names)
+    optimizer = torch.optim.AdamW(
+        [{"params": list(weights.values()), "lr": recipe.lr}, {"params": list(head.values()), "lr": recipe.head_lr}],
+        weight_decay=recipe.weight_decay,
+    )
+    params = {**weights, **head}
+    batches_per_epoch = math.ceil(len(train) / recipe.batch_size)
+    steps = max(recipe.min_steps, recipe.epochs * batches_per_epoch)
+    order = torch.cat([torch.randperm(len(train), generator=generator) for _ in range(math.ceil(steps / batches_per_epoch))])
+    for step in range(steps):
+        index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size] if len(train) > recipe.batch_size else order[:0].new_tensor(range(len(train)))
+        mask = train.attention_mask[index]
+        width = int(mask.sum(1).max())
+        inputs = {k: v[:, :width] for k, v in train.inputs(index).items()}
+        loss = soft_cross_entropy(classify(encoder, mask[:, :width], params, **inputs), train.soft_labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in params.items()}
+
+
+def finetune_protocol(
+    encoder: Encoder,
+    train: TrainingSet,
+    test: TestData,
+    recipe: FinetuneRecipe,
+    *,
+    n_inits: int = 5,
+    seed: int = 0,
+    desc: str | None = None,
+) -> dict[str, float]:
+    """Test accuracy after the standard fine-tuning recipe, from ``n_inits`` fresh heads and data orders."""
+    accuracies = []
+    for init in tqdm(range(n_inits), desc=desc, disable=desc is None, leave=False):
+        trained = finetune(encoder, train, recipe, torch.Generator().manual_seed(seed + init))
+        accuracies.append(accuracy(encoder, trained, test, trains_encoder=True))
+    return summarize(accuracies)
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test: TestData,
+    *,
+    n_inits: int = 5,
+    seed: int = 0,
+    steps: int = 500,
+    lr: float = 0.01,
+    weight_decay: float = 1e-4,
+) -> dict[str, float]:
+    """A linear head trained to convergence (full-batch Adam) on all training features: the head-mode reference."""
+    accuracies = []
+    num_classes = int(train_labels.max()) + 1
+    for init in range(n_inits):
+        generator = torch.Generator().manual_seed(seed + init)
+        params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator).items()}
+        optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            loss = F.cross_entropy(linear_head(train_features, params), train_labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            accuracies.append((linear_head(test.features, params).argmax(-1) == test.labels).float().mean().item())
+    return summarize(accuracies)

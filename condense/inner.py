@@ -1,0 +1,74 @@
+"""Unrolled, differentiable inner training loops: SGD, SGD with momentum, and Adam.
+
+Each step takes the gradient with ``create_graph=True`` so the loss after T steps can be differentiated
+(back-propagation through time) with respect to whatever the inner loss depends on: the synthetic inputs, the
+soft labels, and the per-step learning rates. With ``create_graph=False`` the same loop is plain training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+Params = dict[str, torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets."""
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def unrolled_train(
+    params: Params,
+    loss_fn: Callable[[Params], torch.Tensor],
+    lrs: torch.Tensor,
+    optimizer: str = "sgd",
+    *,
+    momentum: float = 0.9,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    create_graph: bool = True,
+) -> Params:
+    """Run ``len(lrs)`` full-batch steps of ``optimizer`` on ``loss_fn`` from ``params``; returns the new params.
+
+    ``params`` must require grad. ``lrs`` is (T,) or (T, 2): with two columns the head (``head.*``) steps with
+    the first and the encoder weights with the second, since a fresh head and a pretrained encoder want
+    learning rates orders of magnitude apart.
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"inner optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    names = list(params)
+    state: dict[str, list[torch.Tensor]] = {"m": [], "v": []}
+    for step, lr in enumerate(lrs):
+        grads = torch.autograd.grad(loss_fn(params), [params[n] for n in names], create_graph=create_graph)
+        if optimizer == "sgd":
+            updates = grads
+        elif optimizer == "momentum":
+            state["m"] = [g if step == 0 else momentum * m + g for g, m in zip(grads, state["m"] or grads)]
+            updates = state["m"]
+        else:
+            beta1, beta2 = betas
+            m_prev = state["m"] or [torch.zeros_like(g) for g in grads]
+            v_prev = state["v"] or [torch.zeros_like(g) for g in grads]
+            state["m"] = [beta1 * m + (1 - beta1) * g for m, g in zip(m_prev, grads)]
+            state["v"] = [beta2 * v + (1 - beta2) * g * g for v, g in zip(v_prev, grads)]
+            correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+            # sqrt(v + eps^2) rather than sqrt(v) + eps: sqrt has an infinite derivative at 0, which would
+            # turn the hypergradient into NaN wherever a gradient entry is exactly zero.
+            updates = [
+                (m / correction1) / torch.sqrt(v / correction2 + eps * eps) for m, v in zip(state["m"], state["v"])
+            ]
+        params = {n: params[n] - _lr_for(n, lr) * u for n, u in zip(names, updates)}
+        if not create_graph:
+            params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+            state = {k: [t.detach() for t in ts] for k, ts in state.items()}
+    return params
+
+
+def _lr_for(name: str, step_lrs: torch.Tensor) -> torch.Tensor:
+    if step_lrs.ndim == 0:
+        return step_lrs
+    return step_lrs[0] if name.startswith("head.") or len(step_lrs) == 1 else step_lrs[1]

@@ -1,0 +1,311 @@
+import json
+import pickle
+import platform
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import condense
+from condense import artifact
+from condense.artifact import (
+    FORMAT_VERSION,
+    ArtifactError,
+    DistilledSet,
+    to_jsonable,
+)
+
+FILES = {"embeddings.safetensors", "meta.json", "text.jsonl", "metrics.json"}
+LABEL_NAMES = ["negative", "positive", "neutral"]
+
+
+def make_set(with_tokens=True, with_texts=True, n_per_class=2, length=5, dim=4, steps=3):
+    g = torch.Generator().manual_seed(0)
+    c = len(LABEL_NAMES)
+    n = n_per_class * c
+    labels = torch.arange(c).repeat_interleave(n_per_class)
+    soft = torch.softmax(torch.randn(n, c, generator=g), dim=1)
+    mask = torch.ones(n, length, dtype=torch.int64)
+    mask[:, -1] = 0
+    return DistilledSet(
+        embeddings=torch.randn(n, length, dim, generator=g),
+        attention_mask=mask,
+        labels=labels,
+        soft_labels=soft,
+        inner_lrs=torch.rand(steps, generator=g),
+        meta={
+            "task": "toy",
+            "label_names": LABEL_NAMES,
+            "model": "tiny",
+            "max_length": length,
+            "inner": {"steps": steps, "lr_init": np.float32(0.01)},
+            "config": {"seeds": (1, 2), "ratio": np.float64(0.5), "arr": np.arange(3)},
+        },
+        token_ids=torch.randint(0, 100, (n, length), generator=g) if with_tokens else None,
+        texts=[f"example {i} ünïcode" for i in range(n)] if with_texts else None,
+        metrics={"acc": 0.75, "per_seed": [0.7, 0.8]},
+    )
+
+
+def assert_bit_exact(a: torch.Tensor, b: torch.Tensor):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert torch.equal(a.view(torch.uint8) if a.is_floating_point() else a,
+                       b.view(torch.uint8) if b.is_floating_point() else b)
+
+
+def test_round_trip_bit_exact(tmp_path):
+    ds = make_set()
+    out = ds.save(tmp_path / "art")
+    assert out == tmp_path / "art"
+    assert {p.name for p in out.iterdir()} == FILES
+
+    loaded = DistilledSet.load(out)
+    for name in ("embeddings", "attention_mask", "labels", "soft_labels", "inner_lrs", "token_ids"):
+        assert_bit_exact(getattr(ds, name), getattr(loaded, name))
+    assert loaded.texts == ds.texts
+    assert loaded.metrics == ds.metrics
+
+    expected_meta = to_jsonable(ds.meta)
+    assert {k: v for k, v in loaded.meta.items() if k not in ("format_version", "versions")} == expected_meta
+    assert loaded.meta["format_version"] == FORMAT_VERSION
+    versions = loaded.meta["versions"]
+    assert versions["condense"] == condense.__version__
+    assert versions["torch"] == torch.__version__
+    assert versions["python"] == platform.python_version()
+    assert versions["transformers"] and versions["datasets"]
+    assert loaded.num_examples == 6
+    assert loaded.num_classes == 3
+    assert loaded.label_names == LABEL_NAMES
+    assert loaded.examples_per_class == 2
+
+
+def test_round_trip_without_optional_fields(tmp_path):
+    ds = make_set(with_tokens=False, with_texts=False)
+    ds.metrics = {}
+    loaded = DistilledSet.load(ds.save(tmp_path))
+    assert loaded.token_ids is None
+    assert loaded.texts is None
+    assert loaded.metrics == {}
+    assert "token_ids" not in load_file(str(tmp_path / "embeddings.safetensors"))
+
+
+def test_text_jsonl_contents(tmp_path):
+    ds = make_set()
+    ds.save(tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "text.jsonl").read_text("utf-8").splitlines()]
+    assert len(rows) == ds.num_examples
+    assert rows[2] == {
+        "index": 2,
+        "label": 1,
+        "label_name": "positive",
+        "soft_label": ds.soft_labels[2].tolist(),
+        "text": ds.texts[2],
+    }
+
+
+def test_load_never_unpickles(tmp_path, monkeypatch):
+    make_set().save(tmp_path)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("pickle used while loading")
+
+    monkeypatch.setattr(pickle, "load", forbidden)
+    monkeypatch.setattr(pickle, "loads", forbidden)
+    monkeypatch.setattr(pickle, "Unpickler", forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    DistilledSet.load(tmp_path)
+
+
+def test_meta_json_is_plain_json(tmp_path):
+    from omegaconf import OmegaConf
+
+    ds = make_set()
+    ds.meta["config"] = OmegaConf.create({"a": {"b": [1, 2]}, "c": "${a.b}", "nan": float("nan")})
+    ds.meta["tensor"] = torch.tensor([1.5, 2.5])
+    ds.meta["path"] = tmp_path
+    ds.save(tmp_path)
+    text = (tmp_path / "meta.json").read_text()
+    meta = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert meta["config"] == {"a": {"b": [1, 2]}, "c": [1, 2], "nan": None}
+    assert meta["tensor"] == [1.5, 2.5]
+    assert meta["path"] == str(tmp_path)
+
+
+def test_to_jsonable_rejects_unknown_types():
+    with pytest.raises(TypeError, match=r"object at \$\.x\.y"):
+        to_jsonable({"x": {"y": object()}})
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ArtifactError, match="does not exist"):
+        DistilledSet.load(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_missing_file_named(tmp_path, name):
+    make_set().save(tmp_path)
+    (tmp_path / name).unlink()
+    with pytest.raises(ArtifactError, match=f"missing artefact file .*{name}"):
+        DistilledSet.load(tmp_path)
+
+
+@pytest.mark.parametrize("version", [2, None, "1"])
+def test_unknown_format_version(tmp_path, version):
+    make_set().save(tmp_path)
+    meta_path = tmp_path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    if version is None:
+        del meta["format_version"]
+    else:
+        meta["format_version"] = version
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=rf"meta\.json: unknown format_version {version!r}"):
+        DistilledSet.load(tmp_path)
+
+
+def _rewrite_tensors(path, **changes):
+    file = path / "embeddings.safetensors"
+    tensors = load_file(str(file))
+    tensors.update(changes)
+    save_file({k: v for k, v in tensors.items() if v is not None}, str(file))
+
+
+def test_mismatched_n(tmp_path):
+    make_set().save(tmp_path)
+    _rewrite_tensors(tmp_path, labels=torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: labels has shape \(4,\)"):
+        DistilledSet.load(tmp_path)
+
+
+def test_soft_label_columns_vs_label_names(tmp_path):
+    make_set().save(tmp_path)
+    meta_path = tmp_path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["label_names"] = ["a", "b"]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: soft_labels .*meta\.json lists 2 label_names"):
+        DistilledSet.load(tmp_path)
+
+
+def test_missing_tensor(tmp_path):
+    make_set().save(tmp_path)
+    _rewrite_tensors(tmp_path, inner_lrs=None)
+    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: missing tensor 'inner_lrs'"):
+        DistilledSet.load(tmp_path)
+
+
+def test_bad_dtype_on_disk(tmp_path):
+    make_set().save(tmp_path)
+    _rewrite_tensors(tmp_path, attention_mask=torch.ones(6, 5, dtype=torch.bool))
+    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: .*attention_mask must have dtype"):
+        DistilledSet.load(tmp_path)
+
+
+def test_text_jsonl_count_mismatch(tmp_path):
+    make_set().save(tmp_path)
+    path = tmp_path / "text.jsonl"
+    path.write_text("".join(path.read_text("utf-8").splitlines(keepends=True)[:-1]), "utf-8")
+    with pytest.raises(ArtifactError, match=r"text\.jsonl: has 5 examples"):
+        DistilledSet.load(tmp_path)
+
+
+def test_corrupt_meta_json(tmp_path):
+    make_set().save(tmp_path)
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"meta\.json: cannot parse JSON"):
+        DistilledSet.load(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(embeddings=torch.zeros(6, 5, 4, dtype=torch.float64)), "embeddings must have dtype"),
+        (dict(embeddings=torch.zeros(6, 20)), "embeddings must be 3-D"),
+        (dict(attention_mask=torch.ones(6, 4, dtype=torch.int64)), "attention_mask shape"),
+        (dict(attention_mask=torch.ones(6, 5, dtype=torch.int32)), "attention_mask must have dtype"),
+        (dict(labels=torch.zeros(5, dtype=torch.int64)), "labels has 5 entries"),
+        (dict(labels=torch.full((6,), 3, dtype=torch.int64)), r"labels must be in \[0, 3\)"),
+        (dict(soft_labels=torch.full((6, 3), 0.5)), "row 0 sums to 1.5"),
+        (dict(soft_labels=torch.full((6, 2), 0.5)), "soft_labels shape"),
+        (dict(inner_lrs=torch.zeros(2, 2)), "inner_lrs must be 1-D"),
+        (dict(token_ids=torch.zeros(6, 4, dtype=torch.int64)), "token_ids shape"),
+        (dict(texts=["a"] * 5), "texts has 5 entries"),
+        (dict(meta={"task": "x"}), "label_names"),
+    ],
+)
+def test_post_init_validation(change, message):
+    ds = make_set()
+    fields = {f: getattr(ds, f) for f in ds.__dataclass_fields__}
+    fields.update(change)
+    with pytest.raises(ValueError, match=message):
+        DistilledSet(**fields)
+
+
+def test_soft_label_tolerance_accepts_small_error():
+    ds = make_set()
+    soft = ds.soft_labels.clone()
+    soft[:, 0] += 5e-5
+    ds.soft_labels = soft
+    ds.__post_init__()
+
+
+def test_to_dataset():
+    from datasets import ClassLabel
+
+    ds = make_set()
+    hf = ds.to_dataset()
+    assert len(hf) == ds.num_examples
+    assert set(hf.column_names) == {
+        "text", "label", "soft_label", "attention_mask", "inputs_embeds", "token_ids"
+    }
+    assert isinstance(hf.features["label"], ClassLabel)
+    assert hf.features["label"].names == LABEL_NAMES
+    assert hf["label"] == ds.labels.tolist()
+    assert hf["text"] == ds.texts
+    row = hf[3]
+    assert len(row["inputs_embeds"]) == 5 and len(row["inputs_embeds"][0]) == 4
+    assert row["attention_mask"] == ds.attention_mask[3].tolist()
+    assert row["token_ids"] == ds.token_ids[3].tolist()
+    np.testing.assert_array_equal(np.asarray(row["inputs_embeds"], dtype=np.float32), ds.embeddings[3].numpy())
+    np.testing.assert_allclose(row["soft_label"], ds.soft_labels[3].numpy(), rtol=0, atol=0)
+
+    bare = make_set(with_tokens=False, with_texts=False).to_dataset()
+    assert "token_ids" not in bare.column_names
+    assert bare["text"] == [None] * 6
+
+
+def test_atomic_save_leaves_no_temp_files(tmp_path):
+    ds = make_set()
+    ds.save(tmp_path)
+    ds.save(tmp_path)  # overwrite in place
+    assert {p.name for p in tmp_path.iterdir()} == FILES
+
+
+def test_crash_mid_save_keeps_previous_artefact(tmp_path, monkeypatch):
+    old = make_set()
+    old.save(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    new = make_set(n_per_class=3)
+    calls = []
+
+    def crash_on_third(path, text):
+        calls.append(path)
+        if len(calls) == 3:  # text.jsonl and metrics.json written, meta.json not yet
+            raise OSError("disk full")
+        path.write_text(text, encoding="utf-8")
+
+    monkeypatch.setattr(artifact, "_write_text", crash_on_third)
+    with pytest.raises(OSError, match="disk full"):
+        new.save(tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert DistilledSet.load(tmp_path).num_examples == old.num_examples
+
+
+def test_unbalanced_examples_per_class():
+    ds = make_set()
+    ds.labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    assert ds.class_counts == [3, 2, 1]
+    with pytest.raises(ValueError, match="unbalanced"):
+        _ = ds.examples_per_class
