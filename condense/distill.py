@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from condense.decode import nearest_tokens, project, round_trip_vocabulary
 from condense.inner import soft_cross_entropy, unrolled_train
-from condense.models import Encoder, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,16 @@ class RealData:
     labels: torch.Tensor
     features: torch.Tensor | None = None
     tokens: dict[str, torch.Tensor] | None = None
+
+    def batch(self, index: torch.Tensor) -> RealData:
+        """The rows at ``index``, with token padding trimmed to the longest of them."""
+        tokens = None
+        if self.tokens is not None:
+            mask = self.tokens["attention_mask"][index]
+            width = int(mask.sum(1).max())
+            tokens = {"input_ids": self.tokens["input_ids"][index, :width], "attention_mask": mask[:, :width]}
+        features = None if self.features is None else self.features[index]
+        return RealData(labels=self.labels[index], features=features, tokens=tokens)
 
 
 @dataclass
@@ -226,38 +236,22 @@ def distill(
     for step in steps:
         head = init_head(encoder.hidden_size, num_classes, generator, table.dtype)
         params = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, encoder_names)}
-        targets = F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot
-        lrs = log_lrs.exp()
-        if config.trains_encoder:
-            embeds = forward_inputs()
-
-            def inner_loss(p):
-                features = encode(encoder, start.attention_mask, inputs_embeds=embeds, params=p)
-                return soft_cross_entropy(linear_head(features, p), targets)
-
-        else:
-            features = frozen_features
-            if features is None:
-                features = encode(encoder, start.attention_mask, inputs_embeds=forward_inputs())
-
-            def inner_loss(p):
-                return soft_cross_entropy(linear_head(features, p), targets)
-
-        trained = unrolled_train(params, inner_loss, lrs, config.inner_optimizer)
         batch = torch.randint(len(real.labels), (min(config.real_batch_size, len(real.labels)),), generator=generator)
-        if config.trains_encoder:
-            mask = real.tokens["attention_mask"][batch]
-            width = int(mask.sum(1).max())
-            real_features = encode(
-                encoder, mask[:, :width], input_ids=real.tokens["input_ids"][batch, :width], params=trained
-            )
-        else:
-            real_features = real.features[batch]
-        outer_loss = F.cross_entropy(linear_head(real_features, trained), real.labels[batch])
-        history.append(outer_loss.item())
+        loss = outer_loss(
+            encoder,
+            params,
+            forward_inputs() if frozen_features is None else None,
+            start.attention_mask,
+            F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot,
+            log_lrs.exp(),
+            real.batch(batch),
+            config.inner_optimizer,
+            synthetic_features=frozen_features,
+        )
+        history.append(loss.item())
         if optimizer is not None:
             optimizer.zero_grad()
-            outer_loss.backward()
+            loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in learned for p in g["params"]], config.clip_norm)
             optimizer.step()
         steps.set_postfix(outer_loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
@@ -273,5 +267,47 @@ def distill(
     return result
 
 
-def config_dict(config: DistillConfig) -> dict:
-    return asdict(config)
+def outer_loss(
+    encoder: Encoder,
+    params: dict[str, torch.Tensor],
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    targets: torch.Tensor,
+    lrs: torch.Tensor,
+    real_batch: RealData,
+    inner_optimizer: str = "sgd",
+    synthetic_features: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy on a real batch after ``len(lrs)`` unrolled inner steps on the synthetic set from ``params``.
+
+    Differentiable with respect to ``inputs_embeds``, ``targets`` and ``lrs``: this is the quantity the outer loop
+    minimises. ``params`` holds the head and whichever encoder weights the inner loop trains; with only a head,
+    ``synthetic_features`` may stand in for the synthetic inputs when those are fixed.
+    """
+    trains_encoder = any(not name.startswith("head.") for name in params)
+    if trains_encoder:
+
+        def inner_loss(p):
+            return soft_cross_entropy(classify(encoder, attention_mask, p, inputs_embeds=inputs_embeds), targets)
+
+    else:
+        features = synthetic_features
+        if features is None:
+            features = encode(encoder, attention_mask, inputs_embeds=inputs_embeds)
+
+        def inner_loss(p):
+            return soft_cross_entropy(linear_head(features, p), targets)
+
+    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer)
+    if trains_encoder:
+        tokens = real_batch.tokens
+        real_features = encode(encoder, tokens["attention_mask"], input_ids=tokens["input_ids"], params=trained)
+    else:
+        real_features = real_batch.features
+    return F.cross_entropy(linear_head(real_features, trained), real_batch.labels)
+
+
+if __name__ == "__main__":
+    from condense.pipeline import main
+
+    main()

@@ -43,7 +43,11 @@ def unrolled_train(
     names = list(params)
     state: dict[str, list[torch.Tensor]] = {"m": [], "v": []}
     for step, lr in enumerate(lrs):
-        grads = torch.autograd.grad(loss_fn(params), [params[n] for n in names], create_graph=create_graph)
+        # allow_unused: weights that never reach the pooled features (e.g. BERT's pooler) get no gradient.
+        grads = torch.autograd.grad(
+            loss_fn(params), [params[n] for n in names], create_graph=create_graph, allow_unused=True
+        )
+        grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
         if optimizer == "sgd":
             updates = grads
         elif optimizer == "momentum":

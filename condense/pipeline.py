@@ -1,0 +1,228 @@
+"""One task end to end: load, distil, decode, save, evaluate against baselines, save again.
+
+``python -m condense.distill task=sst2 distill.ipc=1 out=DIR`` runs :func:`main`; :func:`distill_task` is the
+same thing for a config built in Python (``hydra.compose``). The artefact is written as soon as distillation
+ends, and checkpoints during it, so an evaluation that fails loses nothing already computed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+import condense
+from condense.artifact import DistilledSet, to_jsonable
+from condense.coresets import select_coreset
+from condense.data import Task, check_examples_per_class, task_from_config
+from condense.decode import decode_texts
+from condense.distill import DistillConfig, RealData, SyntheticSet, distill, initial_set, real_examples_set
+from condense.evaluate import (
+    FinetuneRecipe,
+    TestData,
+    TrainingSet,
+    finetune_protocol,
+    learned_protocol,
+    linear_probe,
+)
+from condense.features import cache_dir, text_features, tokenize
+from condense.models import Encoder, load_encoder
+
+log = logging.getLogger(__name__)
+SETS = ("distilled", "decoded", "random", "kcenters", "herding", "full")
+COLUMN_WIDTH = 14
+
+
+def distill_task(cfg: DictConfig) -> DistilledSet:
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    task = task_from_config(cfg.task)
+    config = DistillConfig(**cfg.distill)
+    check_examples_per_class(task, config.ipc)
+    encoder = load_encoder(cfg.model.name, cfg.model.pooling)
+    max_length = cfg.task.max_length
+    train_labels = torch.tensor(task.train["label"])
+    train_features = text_features(encoder, task.train["text"], max_length, f"{task.name} train texts")
+    real = real_data(encoder, task, train_labels, train_features, max_length, config)
+    start = initial_set(encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed)
+
+    def save_checkpoint(state: SyntheticSet, step: int) -> None:
+        artefact(encoder, task, state, cfg, {"outer_step": step}).save(out / "checkpoint")
+
+    log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
+    result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
+    distilled = artefact(encoder, task, result, cfg, {"outer_step": config.outer_steps, "seconds": result.seconds})
+    distilled.save(out)
+    log.info("saved the distilled set to %s", out)
+
+    test = test_data(encoder, task, max_length, cfg.eval)
+    distilled.metrics = evaluate_against_baselines(
+        encoder, task, distilled, train_labels, train_features, real, test, cfg
+    )
+    distilled.save(out)
+    log.info("results for %s (test accuracy, mean ± std over fresh models):\n%s", task.name, metrics_table(distilled.metrics))
+    return distilled
+
+
+def real_data(
+    encoder: Encoder, task: Task, labels: torch.Tensor, features: torch.Tensor, max_length: int, config: DistillConfig
+) -> RealData:
+    if config.trains_encoder:
+        return RealData(labels=labels, tokens=tokenize(encoder, task.train["text"], max_length))
+    return RealData(labels=labels, features=features)
+
+
+def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfig) -> TestData:
+    """Frozen features of the whole test split, and tokens of a fixed subsample for models whose encoder trains.
+
+    A trained encoder must re-encode the test set once per fresh model, which on a CPU costs minutes per model
+    for the full split, so those models are tested on ``eval.encoder_test_examples`` examples drawn once.
+    """
+    labels = torch.tensor(task.test["label"])
+    features = text_features(encoder, task.test["text"], max_length, f"{task.name} test texts")
+    size = eval_cfg.encoder_test_examples
+    keep = torch.arange(len(labels))
+    if size is not None and size < len(labels):
+        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size].sort().values
+    texts = [task.test["text"][i] for i in keep.tolist()]
+    return TestData(labels=labels, features=features, tokens=tokenize(encoder, texts, max_length), token_labels=labels[keep])
+
+
+def artefact(encoder: Encoder, task: Task, state: SyntheticSet, cfg: DictConfig, progress: dict) -> DistilledSet:
+    config = DistillConfig(**cfg.distill)
+    return DistilledSet(
+        embeddings=state.embeddings.float(),
+        attention_mask=state.attention_mask.long(),
+        labels=state.labels.long(),
+        soft_labels=state.soft_labels.float(),
+        inner_lrs=state.inner_lrs.float(),
+        token_ids=state.token_ids.long(),
+        texts=decode_texts(encoder, state.token_ids, state.attention_mask),
+        meta={
+            "task": task.name,
+            "source": task.source,
+            "label_names": task.label_names,
+            "model": encoder.name,
+            "tokenizer": encoder.name,
+            "hidden_size": encoder.hidden_size,
+            "pooling": encoder.pooling,
+            "max_length": cfg.task.max_length,
+            "inner": {
+                "params": config.params,
+                "n_layers": config.n_layers,
+                "optimizer": config.inner_optimizer,
+                "steps": config.inner_steps,
+            },
+            "progress": progress,
+            "outer_loss": state.history,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        },
+    )
+
+
+def evaluate_against_baselines(
+    encoder: Encoder,
+    task: Task,
+    distilled: DistilledSet,
+    train_labels: torch.Tensor,
+    train_features: torch.Tensor,
+    real: RealData,
+    test: TestData,
+    cfg: DictConfig,
+) -> dict:
+    """The ``metrics.json`` dict: every set of the same size under both training protocols."""
+    config = DistillConfig(**cfg.distill)
+    recipe = FinetuneRecipe(**cfg.eval.finetune.recipe)
+    decoded_tokens = tokenize(encoder, distilled.texts, max(cfg.task.max_length, config.seq_len))
+    sets = {
+        "distilled": (TrainingSet(distilled.attention_mask, distilled.soft_labels, inputs_embeds=distilled.embeddings), distilled.inner_lrs),
+        "decoded": (TrainingSet(decoded_tokens["attention_mask"], distilled.soft_labels, input_ids=decoded_tokens["input_ids"]), distilled.inner_lrs),
+    }
+    for method in ("random", "kcenters", "herding"):
+        chosen = torch.from_numpy(select_coreset(method, train_features, train_labels, config.ipc, config.seed))
+        start = real_examples_set(encoder, [task.train["text"][i] for i in chosen.tolist()], train_labels[chosen], cfg.task.max_length)
+        # The same label treatment as the distilled set (learned soft labels and lrs), so that any gain of the
+        # distilled set over these is its inputs', not its labels'.
+        labelled = distill(encoder, real, start, task.num_classes, dataclasses.replace(config, learn_inputs=False), progress=False)
+        sets[method] = (TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs)
+
+    metrics: dict = {"learned": {}, "finetune": {}}
+    for name, (training_set, lrs) in sets.items():
+        metrics["learned"][name] = learned_protocol(
+            encoder, training_set, test, lrs, params=config.params, n_layers=config.n_layers,
+            optimizer=config.inner_optimizer, n_inits=cfg.eval.n_inits, seed=cfg.eval.seed, desc=f"learned protocol: {name}",
+        )
+        if cfg.eval.finetune.n_inits:
+            metrics["finetune"][name] = finetune_protocol(
+                encoder, training_set, test, recipe, n_inits=cfg.eval.finetune.n_inits, seed=cfg.eval.seed, desc=f"fine-tuning: {name}"
+            )
+        log.info("%s: learned %s, finetune %s", name, metrics["learned"][name], metrics["finetune"].get(name))
+
+    finetune_full = reference(
+        "finetune-full", encoder, task, cfg,
+        lambda: full_finetune(encoder, task, train_labels, test, recipe, cfg),
+    ) if cfg.eval.finetune.n_inits else None
+    if config.trains_encoder:
+        metrics["learned"]["full"] = finetune_full if finetune_full is not None else full_finetune(encoder, task, train_labels, test, recipe, cfg)
+    else:
+        metrics["learned"]["full"] = reference(
+            "linear-probe", encoder, task, cfg,
+            lambda: linear_probe(train_features, train_labels, test, n_inits=cfg.eval.probe_inits, seed=cfg.eval.seed),
+        )
+    if finetune_full is not None:
+        metrics["finetune"]["full"] = finetune_full
+    return metrics
+
+
+def full_finetune(encoder, task, train_labels, test, recipe, cfg) -> dict:
+    """The fine-tuning recipe on all the training data (or ``eval.full_finetune_examples`` of it)."""
+    keep = torch.arange(len(train_labels))
+    size = cfg.eval.full_finetune_examples
+    if size is not None and size < len(keep):
+        keep = torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:size].sort().values
+    tokens = tokenize(encoder, [task.train["text"][i] for i in keep.tolist()], cfg.task.max_length)
+    full = TrainingSet(tokens["attention_mask"], F.one_hot(train_labels[keep], task.num_classes).float(), input_ids=tokens["input_ids"])
+    return finetune_protocol(encoder, full, test, recipe, n_inits=cfg.eval.full_finetune_inits, seed=cfg.eval.seed, desc="fine-tuning: full")
+
+
+def reference(kind: str, encoder: Encoder, task: Task, cfg: DictConfig, compute) -> dict:
+    """Full-data references do not depend on the distillation seed; compute each once and cache it."""
+    key = json.dumps(to_jsonable({
+        "kind": kind, "model": encoder.name, "pooling": encoder.pooling, "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "eval": OmegaConf.to_container(cfg.eval, resolve=True), "version": condense.__version__,
+    }), sort_keys=True)
+    path = cache_dir() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result))
+    return result
+
+
+def metrics_table(metrics: dict) -> str:
+    protocols = [p for p in ("learned", "finetune") if metrics.get(p)]
+    lines = ["| set | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
+    for name in SETS:
+        cells = []
+        for protocol in protocols:
+            entry = metrics[protocol].get(name)
+            cells.append("—" if entry is None else f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f} (n={entry['n']})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# An absolute path: Hydra resolves a relative one against the package when run with ``python -m``.
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+
+
+@hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    distill_task(cfg)

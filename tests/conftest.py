@@ -1,0 +1,69 @@
+"""Tiny randomly initialised encoders (BERT, DistilBERT, RoBERTa code paths) and a tiny task, all offline."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import condense  # noqa: F401  (registers torchvision's op schemas before transformers loads)
+from condense.models import load_encoder, resolve_model_path
+from transformers import AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig, AutoModel
+
+TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
+CONFIGS = {
+    "bert": lambda vocab: BertConfig(vocab_size=vocab, max_position_embeddings=64, **TINY),
+    "distilbert": lambda vocab: DistilBertConfig(
+        vocab_size=vocab, dim=16, n_layers=2, n_heads=2, hidden_dim=32, max_position_embeddings=64
+    ),
+    "roberta": lambda vocab: RobertaConfig(
+        vocab_size=vocab, max_position_embeddings=66, pad_token_id=0, bos_token_id=101, eos_token_id=102, **TINY
+    ),
+}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Feature and reference caches per test session, never the user's."""
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """A saved tiny random model per architecture, loadable by path like a hub id."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path("minilm"))
+    dirs = {}
+    for arch, make_config in CONFIGS.items():
+        torch.manual_seed(0)
+        model = AutoModel.from_config(make_config(len(tokenizer)), attn_implementation="eager")
+        folder = tmp_path_factory.mktemp(f"tiny-{arch}")
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        dirs[arch] = folder
+    return dirs
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_model_dirs):
+    return load_encoder(str(tiny_model_dirs["bert"]), pooling="mean")
+
+
+@pytest.fixture(scope="session")
+def tiny_task_dir(tmp_path_factory) -> Path:
+    """A 3-class task in the shared-datasets format: {split}.csv.gz + info.json."""
+    folder = tmp_path_factory.mktemp("tiny-task")
+    words = {0: "stocks market profit bank", 1: "football match goal team", 2: "software chip internet phone"}
+    generator = torch.Generator().manual_seed(0)
+    for split, n in (("train", 24), ("test", 12)):
+        lines = ["text,label"]
+        for i in range(n):
+            label = i % 3
+            picks = torch.randint(0, 4, (5,), generator=generator).tolist()
+            lines.append(" ".join(words[label].split()[p] for p in picks) + f",{label}")
+        with gzip.open(folder / f"{split}.csv.gz", "wt") as f:
+            f.write("\n".join(lines) + "\n")
+    (folder / "info.json").write_text(json.dumps({"labels": ["business", "sports", "tech"]}))
+    return folder
