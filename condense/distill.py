@@ -47,7 +47,7 @@ class DistillConfig:
     init: str = "real"  # real | noise
     projection: str = "straight_through"  # straight_through | none
     distance: str = "cosine"  # cosine | l2, for decoding and projection
-    outer_steps: int = 300
+    outer_steps: int = 400
     lr_inputs: float = 0.01
     lr_labels: float = 0.05
     lr_lrs: float = 0.01

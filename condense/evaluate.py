@@ -47,7 +47,7 @@ class TrainingSet:
 
 
 @dataclass
-class TestData:
+class HeldOutData:
     """Held-out data: frozen-encoder features for head-only models, tokens for models whose encoder trained."""
 
     labels: torch.Tensor
@@ -78,7 +78,7 @@ def summarize(accuracies: list[float]) -> dict[str, float]:
     }
 
 
-def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: TestData, trains_encoder: bool) -> float:
+def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: HeldOutData, trains_encoder: bool) -> float:
     with torch.no_grad():
         if trains_encoder:
             features = encode_tokens(encoder, test.tokens, params={k: v.detach() for k, v in params.items()})
@@ -91,7 +91,7 @@ def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: TestData, 
 def learned_protocol(
     encoder: Encoder,
     train: TrainingSet,
-    test: TestData,
+    test: HeldOutData,
     inner_lrs: torch.Tensor,
     *,
     params: str = "head",
@@ -157,7 +157,7 @@ def finetune(
 def finetune_protocol(
     encoder: Encoder,
     train: TrainingSet,
-    test: TestData,
+    test: HeldOutData,
     recipe: FinetuneRecipe,
     *,
     n_inits: int = 5,
@@ -175,7 +175,7 @@ def finetune_protocol(
 def linear_probe(
     train_features: torch.Tensor,
     train_labels: torch.Tensor,
-    test: TestData,
+    test: HeldOutData,
     *,
     n_inits: int = 5,
     seed: int = 0,

@@ -8,6 +8,7 @@ ends, and checkpoints during it, so an evaluation that fails loses nothing alrea
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from condense.decode import decode_texts
 from condense.distill import DistillConfig, RealData, SyntheticSet, distill, initial_set, real_examples_set
 from condense.evaluate import (
     FinetuneRecipe,
-    TestData,
+    HeldOutData,
     TrainingSet,
     finetune_protocol,
     learned_protocol,
@@ -79,7 +80,7 @@ def real_data(
     return RealData(labels=labels, features=features)
 
 
-def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfig) -> TestData:
+def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfig) -> HeldOutData:
     """Frozen features of the whole test split, and tokens of a fixed subsample for models whose encoder trains.
 
     A trained encoder must re-encode the test set once per fresh model, which on a CPU costs minutes per model
@@ -92,7 +93,7 @@ def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfi
     if size is not None and size < len(labels):
         keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size].sort().values
     texts = [task.test["text"][i] for i in keep.tolist()]
-    return TestData(labels=labels, features=features, tokens=tokenize(encoder, texts, max_length), token_labels=labels[keep])
+    return HeldOutData(labels=labels, features=features, tokens=tokenize(encoder, texts, max_length), token_labels=labels[keep])
 
 
 def artefact(encoder: Encoder, task: Task, state: SyntheticSet, cfg: DictConfig, progress: dict) -> DistilledSet:
@@ -134,7 +135,7 @@ def evaluate_against_baselines(
     train_labels: torch.Tensor,
     train_features: torch.Tensor,
     real: RealData,
-    test: TestData,
+    test: HeldOutData,
     cfg: DictConfig,
 ) -> dict:
     """The ``metrics.json`` dict: every set of the same size under both training protocols."""
@@ -199,11 +200,15 @@ def reference(kind: str, encoder: Encoder, task: Task, cfg: DictConfig, compute)
         "eval": OmegaConf.to_container(cfg.eval, resolve=True), "version": condense.__version__,
     }), sort_keys=True)
     path = cache_dir() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    result = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result))
+    # Seeds run in parallel (benchmarks/distill_tasks.py --jobs 2); the lock makes the second one wait for the
+    # first's result instead of computing the same reference again.
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return json.loads(path.read_text())
+        result = compute()
+        path.write_text(json.dumps(result))
     return result
 
 

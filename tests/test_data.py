@@ -15,7 +15,6 @@ import condense.data as data
 from condense.data import DataError, Task, check_examples_per_class, clean_text, load_task, task_from_config
 
 SHARED = data.default_data_dir()
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"no shared datasets at {SHARED}")
 
 
 def write_csv_gz(path: Path, rows: list[tuple], header: str = "text,label") -> Path:
@@ -54,7 +53,6 @@ def assert_task_shape(task: Task) -> None:
 # ---------------------------------------------------------------- real data
 
 
-@needs_shared
 def test_ag_news_full_real_counts():
     task = load_task("ag_news")
     assert task.label_names == ["World", "Sports", "Business", "Sci/Tech"]
@@ -65,7 +63,6 @@ def test_ag_news_full_real_counts():
     assert_task_shape(task)
 
 
-@needs_shared
 def test_rotten_tomatoes_full_real_counts_and_validation_split():
     task = load_task("rotten_tomatoes")
     assert task.label_names == ["neg", "pos"]
@@ -75,7 +72,6 @@ def test_rotten_tomatoes_full_real_counts_and_validation_split():
     assert len(load_task("rotten_tomatoes", test_split="validation").test) == 1066
 
 
-@needs_shared
 def test_sst2_subsampled():
     task = load_task("sst2", max_train_examples=1000, max_test_examples=100)
     assert task.label_names == ["negative", "positive"]
@@ -85,7 +81,6 @@ def test_sst2_subsampled():
     assert_task_shape(task)
 
 
-@needs_shared
 def test_imdb_clean_html_removes_line_breaks():
     raw = load_task("imdb", max_train_examples=300, max_test_examples=300)
     assert any("<br />" in t for t in raw.train["text"])
@@ -96,7 +91,6 @@ def test_imdb_clean_html_removes_line_breaks():
     assert_task_shape(task)
 
 
-@needs_shared
 def test_task_configs_load_with_hydra():
     from hydra import compose, initialize_config_dir
 

@@ -1,0 +1,80 @@
+"""End to end on a tiny model and task: distil, decode, evaluate, write and reload the artefact."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from condense import pipeline
+from condense.artifact import DistilledSet
+from condense.data import DataError
+from condense.pipeline import CONFIG_DIR, SETS, distill_task
+
+
+def config(tiny_model_dirs, tiny_task_dir, out, *overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "config",
+            overrides=[
+                "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
+                "distill.outer_steps=4", "distill.checkpoint_every=2", "distill.seq_len=8", "distill.real_batch_size=8",
+                f"out={out}", *overrides,
+            ],
+        )
+
+
+@pytest.mark.parametrize("mode", ["distill=head", "distill=last_layer", "distill=all"])
+def test_distill_task_writes_a_complete_artefact(tiny_model_dirs, tiny_task_dir, tmp_path, mode):
+    distilled = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", mode, "distill.ipc=2"))
+    loaded = DistilledSet.load(tmp_path / "run")
+    assert loaded.num_examples == 6 and loaded.examples_per_class == 2
+    assert loaded.label_names == ["business", "sports", "tech"]
+    assert loaded.embeddings.shape == (6, 8, 16) and len(loaded.texts) == 6
+    torch.testing.assert_close(loaded.embeddings, distilled.embeddings)
+    assert loaded.meta["inner"]["params"] == distilled.meta["config"]["distill"]["params"]
+    for protocol in ("learned", "finetune"):
+        assert set(loaded.metrics[protocol]) == set(SETS)
+        for entry in loaded.metrics[protocol].values():
+            assert 0.0 <= entry["mean"] <= 1.0 and entry["std"] >= 0.0 and entry["n"] >= 1
+    assert (tmp_path / "run" / "checkpoint" / "meta.json").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == loaded.metrics
+
+
+def test_straight_through_set_is_its_decoded_text(tiny_model_dirs, tiny_task_dir, tmp_path):
+    distilled = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "distill.lr_inputs=0.5"))
+    from condense.models import load_encoder
+
+    encoder = load_encoder(str(tiny_model_dirs["bert"]))
+    torch.testing.assert_close(distilled.embeddings, encoder.token_embeddings[distilled.token_ids].detach())
+    retokenized = encoder.tokenizer(distilled.texts, padding="max_length", max_length=8, return_tensors="pt")
+    assert torch.equal(retokenized["input_ids"], distilled.token_ids)
+
+
+def test_too_few_examples_per_class_fails_before_any_work(tiny_model_dirs, tiny_task_dir, tmp_path):
+    with pytest.raises(DataError, match=r"50 training examples per class are needed, but class 0 \(.business.\) has 8"):
+        distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "distill.ipc=50"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failing_evaluation_keeps_the_distilled_set(tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("evaluation broke")
+
+    monkeypatch.setattr(pipeline, "learned_protocol", broken)
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
+    assert DistilledSet.load(tmp_path / "run").num_examples == 3
+
+
+def test_command_line(tiny_model_dirs, tiny_task_dir, tmp_path):
+    out = tmp_path / "cli"
+    overrides = [
+        "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
+        "distill.outer_steps=2", "distill.seq_len=8", f"out={out}",
+    ]
+    result = subprocess.run([sys.executable, "-m", "condense.distill", *overrides], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert set(json.loads((out / "metrics.json").read_text())["learned"]) == set(SETS)
