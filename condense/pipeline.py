@@ -52,16 +52,23 @@ def distill_task(cfg: DictConfig) -> DistilledSet:
     train_labels = torch.tensor(task.train["label"])
     train_features = text_features(encoder, task.train["text"], max_length, f"{task.name} train texts")
     real = real_data(encoder, task, train_labels, train_features, max_length, config)
-    start = initial_set(encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed)
 
-    def save_checkpoint(state: SyntheticSet, step: int) -> None:
-        artefact(encoder, task, state, cfg, {"outer_step": step}).save(out / "checkpoint")
+    distilled = finished_distillation(out, cfg)
+    if distilled is None:
+        start = initial_set(
+            encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed
+        )
 
-    log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
-    result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
-    distilled = artefact(encoder, task, result, cfg, {"outer_step": config.outer_steps, "seconds": result.seconds})
-    distilled.save(out)
-    log.info("saved the distilled set to %s", out)
+        def save_checkpoint(state: SyntheticSet, step: int) -> None:
+            artefact(encoder, task, state, cfg, {"outer_step": step}).save(out / "checkpoint")
+
+        log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
+        result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
+        distilled = artefact(encoder, task, result, cfg, {"outer_step": config.outer_steps, "seconds": result.seconds})
+        distilled.save(out)
+        log.info("saved the distilled set to %s", out)
+    else:
+        log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
 
     test = test_data(encoder, task, max_length, cfg.eval)
     distilled.metrics = evaluate_against_baselines(
@@ -70,6 +77,17 @@ def distill_task(cfg: DictConfig) -> DistilledSet:
     distilled.save(out)
     log.info("results for %s (test accuracy, mean ± std over fresh models):\n%s", task.name, metrics_table(distilled.metrics))
     return distilled
+
+
+def finished_distillation(out: Path, cfg: DictConfig) -> DistilledSet | None:
+    """The artefact already in ``out`` when it was distilled with the same task, model and distill config."""
+    if not (out / "meta.json").exists():
+        return None
+    previous = DistilledSet.load(out)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    same = all(previous.meta["config"].get(group) == current[group] for group in ("task", "model", "distill"))
+    finished = previous.meta["progress"]["outer_step"] == cfg.distill.outer_steps
+    return previous if same and finished else None
 
 
 def real_data(

@@ -78,3 +78,20 @@ def test_command_line(tiny_model_dirs, tiny_task_dir, tmp_path):
     result = subprocess.run([sys.executable, "-m", "condense.distill", *overrides], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert set(json.loads((out / "metrics.json").read_text())["learned"]) == set(SETS)
+
+
+def test_a_finished_distillation_is_reused_with_the_same_config(tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch):
+    first = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
+    label_only = pipeline.distill
+
+    def distill_only_labels(encoder, real, start, num_classes, config, **kwargs):
+        if config.learn_inputs:
+            pytest.fail("distilled again")
+        return label_only(encoder, real, start, num_classes, config, **kwargs)
+
+    monkeypatch.setattr(pipeline, "distill", distill_only_labels)
+    again = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "eval.n_inits=3"))
+    torch.testing.assert_close(again.embeddings, first.embeddings)
+    assert again.metrics["learned"]["distilled"]["n"] == 3
+    with pytest.raises(pytest.fail.Exception, match="distilled again"):
+        distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "distill.lr_labels=0.5"))
