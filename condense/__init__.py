@@ -1,8 +1,29 @@
 """condense: distil text-classification datasets into a handful of synthetic examples."""
 
+from importlib import import_module
+
 from condense._torchvision_ops import register_missing_torchvision_ops
 
 # Before anything below (or a user) imports transformers or avalanche, which import torchvision.
 register_missing_torchvision_ops()
 
 __version__ = "0.1.0"
+
+# Resolved on first use: importing them here would load transformers for every ``import condense`` and would
+# make ``python -m condense.distill`` import its own module twice.
+_EXPORTS = {
+    "DistilledSet": "condense.artifact",
+    "DataError": "condense.data",
+    "Task": "condense.data",
+    "load_task": "condense.data",
+    "DistillConfig": "condense.distill",
+    "load_encoder": "condense.models",
+    "distill_task": "condense.pipeline",
+}
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'condense' has no attribute {name!r}")
