@@ -12,9 +12,11 @@ Every figure is a mean and standard deviation over ``n_inits`` fresh heads (and 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import statistics
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -139,11 +141,8 @@ def finetune(
         weight_decay=recipe.weight_decay,
     )
     params = {**weights, **head}
-    batches_per_epoch = math.ceil(len(train) / recipe.batch_size)
-    steps = max(recipe.min_steps, recipe.epochs * batches_per_epoch)
-    order = torch.cat([torch.randperm(len(train), generator=generator) for _ in range(math.ceil(steps / batches_per_epoch))])
-    for step in range(steps):
-        index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size] if len(train) > recipe.batch_size else order[:0].new_tensor(range(len(train)))
+    steps = max(recipe.min_steps, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
+    for index in itertools.islice(shuffled_batches(len(train), recipe.batch_size, generator), steps):
         mask = train.attention_mask[index]
         width = int(mask.sum(1).max())
         inputs = {k: v[:, :width] for k, v in train.inputs(index).items()}
@@ -152,6 +151,12 @@ def finetune(
         loss.backward()
         optimizer.step()
     return {k: v.detach() for k, v in params.items()}
+
+
+def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches of a fresh permutation every epoch, endlessly."""
+    while True:
+        yield from torch.randperm(size, generator=generator).split(batch_size)
 
 
 def finetune_protocol(

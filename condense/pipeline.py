@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -71,10 +72,12 @@ def distill_task(cfg: DictConfig) -> DistilledSet:
         log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
 
     test = test_data(encoder, task, max_length, cfg.eval)
+    progress_file = out / "metrics.partial.json"
     distilled.metrics = evaluate_against_baselines(
-        encoder, task, distilled, train_labels, train_features, real, test, cfg
+        encoder, task, distilled, train_labels, train_features, real, test, cfg, progress_file
     )
     distilled.save(out)
+    progress_file.unlink(missing_ok=True)
     log.info("results for %s (test accuracy, mean ± std over fresh models):\n%s", task.name, metrics_table(distilled.metrics))
     return distilled
 
@@ -155,52 +158,75 @@ def evaluate_against_baselines(
     real: RealData,
     test: HeldOutData,
     cfg: DictConfig,
+    progress_file: Path | None = None,
 ) -> dict:
-    """The ``metrics.json`` dict: every set of the same size under both training protocols."""
+    """The ``metrics.json`` dict: every set of the same size under both training protocols.
+
+    Each finished set is recorded in ``progress_file``, so a run that stops part way resumes from there.
+    """
     config = DistillConfig(**cfg.distill)
     recipe = FinetuneRecipe(**cfg.eval.finetune.recipe)
-    decoded_tokens = tokenize(encoder, distilled.texts, max(cfg.task.max_length, config.seq_len))
-    sets = {
-        "distilled": (TrainingSet(distilled.attention_mask, distilled.soft_labels, inputs_embeds=distilled.embeddings), distilled.inner_lrs),
-        "decoded": (TrainingSet(decoded_tokens["attention_mask"], distilled.soft_labels, input_ids=decoded_tokens["input_ids"]), distilled.inner_lrs),
-    }
-    for method in ("random", "kcenters", "herding"):
-        chosen = torch.from_numpy(select_coreset(method, train_features, train_labels, config.ipc, config.seed))
-        start = real_examples_set(encoder, [task.train["text"][i] for i in chosen.tolist()], train_labels[chosen], cfg.task.max_length)
+    eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
+    metrics: dict = {"learned": {}, "finetune": {}}
+    if progress_file is not None and progress_file.exists():
+        saved = json.loads(progress_file.read_text())
+        if saved["eval"] == eval_cfg:
+            metrics = saved["metrics"]
+            log.info("resuming the evaluation: %s already done", sorted(metrics["learned"]))
+
+    def training_set(name: str) -> tuple[TrainingSet, torch.Tensor]:
+        if name == "distilled":
+            return TrainingSet(distilled.attention_mask, distilled.soft_labels, inputs_embeds=distilled.embeddings), distilled.inner_lrs
+        if name == "decoded":
+            tokens = tokenize(encoder, distilled.texts, max(cfg.task.max_length, config.seq_len))
+            return TrainingSet(tokens["attention_mask"], distilled.soft_labels, input_ids=tokens["input_ids"]), distilled.inner_lrs
+        chosen = torch.from_numpy(select_coreset(name, train_features, train_labels, config.ipc, config.seed))
+        texts = [task.train["text"][i] for i in chosen.tolist()]
+        start = real_examples_set(encoder, texts, train_labels[chosen], cfg.task.max_length)
         # The same label treatment as the distilled set (learned soft labels and lrs), so that any gain of the
         # distilled set over these is its inputs', not its labels'.
         labelled = distill(encoder, real, start, task.num_classes, dataclasses.replace(config, learn_inputs=False), progress=False)
-        sets[method] = (TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs)
+        return TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs
 
-    metrics: dict = {"learned": {}, "finetune": {}}
-    for name, (training_set, lrs) in sets.items():
+    finetune_inits = cfg.eval.finetune.n_inits
+    for name in SETS[:-1]:
+        if name in metrics["learned"] and (name in metrics["finetune"] or not finetune_inits):
+            continue
+        train, lrs = training_set(name)
         metrics["learned"][name] = learned_protocol(
-            encoder, training_set, test, lrs, params=config.params, n_layers=config.n_layers,
-            optimizer=config.inner_optimizer, n_inits=cfg.eval.n_inits, seed=cfg.eval.seed, desc=f"learned protocol: {name}",
+            encoder, train, test, lrs, params=config.params, n_layers=config.n_layers, optimizer=config.inner_optimizer,
+            n_inits=cfg.eval.n_inits, seed=cfg.eval.seed, desc=f"learned protocol: {name}",
         )
-        if cfg.eval.finetune.n_inits:
+        if finetune_inits:
             metrics["finetune"][name] = finetune_protocol(
-                encoder, training_set, test, recipe, n_inits=cfg.eval.finetune.n_inits, seed=cfg.eval.seed, desc=f"fine-tuning: {name}"
+                encoder, train, test, recipe, n_inits=finetune_inits, seed=cfg.eval.seed, desc=f"fine-tuning: {name}"
             )
         log.info("%s: learned %s, finetune %s", name, metrics["learned"][name], metrics["finetune"].get(name))
+        if progress_file is not None:
+            progress_file.write_text(json.dumps({"eval": eval_cfg, "metrics": metrics}))
 
-    finetune_full = reference(
-        "finetune-full", encoder, task, cfg,
-        lambda: full_finetune(encoder, task, train_labels, test, recipe, cfg),
-    ) if cfg.eval.finetune.n_inits else None
+    full_finetune_key = {k: eval_cfg[k] for k in ("seed", "encoder_test_examples", "full_finetune_examples", "full_finetune_inits")}
+    finetune_full = None
+    if finetune_inits or config.trains_encoder:
+        finetune_full = reference(
+            "finetune-full", encoder, cfg, {**full_finetune_key, "recipe": eval_cfg["finetune"]["recipe"]},
+            lambda: full_finetune(encoder, task, train_labels, test, recipe, cfg),
+        )
+    if finetune_inits:
+        metrics["finetune"]["full"] = finetune_full
     if config.trains_encoder:
-        metrics["learned"]["full"] = finetune_full if finetune_full is not None else full_finetune(encoder, task, train_labels, test, recipe, cfg)
+        metrics["learned"]["full"] = finetune_full
     else:
         metrics["learned"]["full"] = reference(
-            "linear-probe", encoder, task, cfg,
+            "linear-probe", encoder, cfg, {k: eval_cfg[k] for k in ("seed", "probe_inits")},
             lambda: linear_probe(train_features, train_labels, test, n_inits=cfg.eval.probe_inits, seed=cfg.eval.seed),
         )
-    if finetune_full is not None:
-        metrics["finetune"]["full"] = finetune_full
     return metrics
 
 
-def full_finetune(encoder, task, train_labels, test, recipe, cfg) -> dict:
+def full_finetune(
+    encoder: Encoder, task: Task, train_labels: torch.Tensor, test: HeldOutData, recipe: FinetuneRecipe, cfg: DictConfig
+) -> dict:
     """The fine-tuning recipe on all the training data (or ``eval.full_finetune_examples`` of it)."""
     keep = torch.arange(len(train_labels))
     size = cfg.eval.full_finetune_examples
@@ -208,14 +234,16 @@ def full_finetune(encoder, task, train_labels, test, recipe, cfg) -> dict:
         keep = torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:size].sort().values
     tokens = tokenize(encoder, [task.train["text"][i] for i in keep.tolist()], cfg.task.max_length)
     full = TrainingSet(tokens["attention_mask"], F.one_hot(train_labels[keep], task.num_classes).float(), input_ids=tokens["input_ids"])
-    return finetune_protocol(encoder, full, test, recipe, n_inits=cfg.eval.full_finetune_inits, seed=cfg.eval.seed, desc="fine-tuning: full")
+    return finetune_protocol(
+        encoder, full, test, recipe, n_inits=cfg.eval.full_finetune_inits, seed=cfg.eval.seed, desc="fine-tuning: full"
+    )
 
 
-def reference(kind: str, encoder: Encoder, task: Task, cfg: DictConfig, compute) -> dict:
-    """Full-data references do not depend on the distillation seed; compute each once and cache it."""
+def reference(kind: str, encoder: Encoder, cfg: DictConfig, settings: dict, compute: Callable[[], dict]) -> dict:
+    """Full-data references do not depend on the distillation seed or config; compute each once and cache it."""
     key = json.dumps(to_jsonable({
-        "kind": kind, "model": encoder.name, "pooling": encoder.pooling, "task": OmegaConf.to_container(cfg.task, resolve=True),
-        "eval": OmegaConf.to_container(cfg.eval, resolve=True), "version": condense.__version__,
+        "kind": kind, "model": encoder.name, "pooling": encoder.pooling,
+        "task": OmegaConf.to_container(cfg.task, resolve=True), "settings": settings, "version": condense.__version__,
     }), sort_keys=True)
     path = cache_dir() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,21 @@
 """Evaluation protocols: fresh heads, the learned inner loop, fine-tuning, the linear probe."""
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.evaluate import FinetuneRecipe, HeldOutData, TrainingSet, finetune_protocol, learned_protocol, linear_probe, summarize
+from condense.evaluate import (
+    FinetuneRecipe,
+    HeldOutData,
+    TrainingSet,
+    finetune_protocol,
+    learned_protocol,
+    linear_probe,
+    shuffled_batches,
+    summarize,
+)
 from condense.features import encode_tokens, tokenize
 
 
@@ -54,3 +65,19 @@ def test_finetune_protocol_runs_on_embeddings_and_is_seeded(tiny_bert):
 def test_summarize():
     assert summarize([0.5, 0.7]) == pytest.approx({"mean": 0.6, "std": 0.1414213, "n": 2}, rel=1e-5)
     assert summarize([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
+
+
+def test_finetune_covers_epochs_with_a_partial_last_batch(tiny_bert):
+    texts = [f"word{i} other{i % 3}" for i in range(20)]
+    tokens = tokenize(tiny_bert, texts, 8)
+    labels = torch.arange(20) % 2
+    test = HeldOutData(labels=labels, tokens=tokens, token_labels=labels)
+    train = TrainingSet(tokens["attention_mask"], F.one_hot(labels, 2).float(), input_ids=tokens["input_ids"])
+    result = finetune_protocol(tiny_bert, train, test, FinetuneRecipe(batch_size=16, epochs=3, min_steps=1), n_inits=1)
+    assert result["n"] == 1
+
+
+def test_shuffled_batches_visit_every_example_once_per_epoch():
+    batches = list(itertools.islice(shuffled_batches(20, 16, torch.Generator().manual_seed(0)), 4))
+    assert [len(b) for b in batches] == [16, 4, 16, 4]
+    assert sorted(torch.cat(batches[:2]).tolist()) == list(range(20))
