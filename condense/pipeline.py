@@ -39,6 +39,7 @@ from condense.models import Encoder, load_encoder
 
 log = logging.getLogger(__name__)
 SETS = ("distilled", "decoded", "random", "kcenters", "herding", "full")
+BASELINES = ("random", "kcenters", "herding")
 COLUMN_WIDTH = 14
 
 
@@ -167,6 +168,9 @@ def evaluate_against_baselines(
     config = DistillConfig(**cfg.distill)
     recipe = FinetuneRecipe(**cfg.eval.finetune.recipe)
     eval_cfg = OmegaConf.to_container(cfg.eval, resolve=True)
+    unknown = set(cfg.eval.baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"eval.baselines: unknown {sorted(unknown)}; choose from {list(BASELINES)}")
     metrics: dict = {"learned": {}, "finetune": {}}
     if progress_file is not None and progress_file.exists():
         saved = json.loads(progress_file.read_text())
@@ -189,7 +193,7 @@ def evaluate_against_baselines(
         return TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs
 
     finetune_inits = cfg.eval.finetune.n_inits
-    for name in SETS[:-1]:
+    for name in ("distilled", "decoded", *cfg.eval.baselines):
         if name in metrics["learned"] and (name in metrics["finetune"] or not finetune_inits):
             continue
         train, lrs = training_set(name)

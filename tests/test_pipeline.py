@@ -95,3 +95,32 @@ def test_a_finished_distillation_is_reused_with_the_same_config(tiny_model_dirs,
     assert again.metrics["learned"]["distilled"]["n"] == 3
     with pytest.raises(pytest.fail.Exception, match="distilled again"):
         distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "distill.lr_labels=0.5"))
+
+
+def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch):
+    evaluated = []
+    real_protocol = pipeline.learned_protocol
+
+    def stop_at_random(encoder, train, test, lrs, **kwargs):
+        name = kwargs["desc"].split(": ")[1]
+        if name == "random" and "random" not in evaluated:
+            evaluated.append(name)
+            raise KeyboardInterrupt
+        evaluated.append(name)
+        return real_protocol(encoder, train, test, lrs, **kwargs)
+
+    monkeypatch.setattr(pipeline, "learned_protocol", stop_at_random)
+    with pytest.raises(KeyboardInterrupt):
+        distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
+    assert (tmp_path / "run" / "metrics.partial.json").exists()
+    finished = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
+    assert evaluated == ["distilled", "decoded", "random", "random", "kcenters", "herding"]
+    assert set(finished.metrics["learned"]) == set(SETS)
+    assert not (tmp_path / "run" / "metrics.partial.json").exists()
+
+
+def test_baselines_can_be_chosen(tiny_model_dirs, tiny_task_dir, tmp_path):
+    distilled = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "eval.baselines=[random]"))
+    assert set(distilled.metrics["learned"]) == {"distilled", "decoded", "random", "full"}
+    with pytest.raises(ValueError, match=r"eval.baselines: unknown \['coreset'\]"):
+        distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "eval.baselines=[random,coreset]"))
