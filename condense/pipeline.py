@@ -40,7 +40,6 @@ from condense.models import Encoder, load_encoder
 log = logging.getLogger(__name__)
 SETS = ("distilled", "decoded", "random", "kcenters", "herding", "full")
 BASELINES = ("random", "kcenters", "herding")
-COLUMN_WIDTH = 14
 
 
 def distill_task(cfg: DictConfig) -> DistilledSet:
@@ -72,7 +71,7 @@ def distill_task(cfg: DictConfig) -> DistilledSet:
     else:
         log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
 
-    test = test_data(encoder, task, max_length, cfg.eval)
+    test = held_out_data(encoder, task, max_length, cfg.eval)
     progress_file = out / "metrics.partial.json"
     distilled.metrics = evaluate_against_baselines(
         encoder, task, distilled, train_labels, train_features, real, test, cfg, progress_file
@@ -102,7 +101,7 @@ def real_data(
     return RealData(labels=labels, features=features)
 
 
-def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfig) -> HeldOutData:
+def held_out_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfig) -> HeldOutData:
     """Frozen features of the whole test split, and tokens of a fixed subsample for models whose encoder trains.
 
     A trained encoder must re-encode the test set once per fresh model, which on a CPU costs minutes per model
@@ -110,12 +109,16 @@ def test_data(encoder: Encoder, task: Task, max_length: int, eval_cfg: DictConfi
     """
     labels = torch.tensor(task.test["label"])
     features = text_features(encoder, task.test["text"], max_length, f"{task.name} test texts")
-    size = eval_cfg.encoder_test_examples
-    keep = torch.arange(len(labels))
-    if size is not None and size < len(labels):
-        keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size].sort().values
+    keep = fixed_subsample(len(labels), eval_cfg.encoder_test_examples)
     texts = [task.test["text"][i] for i in keep.tolist()]
     return HeldOutData(labels=labels, features=features, tokens=tokenize(encoder, texts, max_length), token_labels=labels[keep])
+
+
+def fixed_subsample(total: int, size: int | None) -> torch.Tensor:
+    """Sorted indices of ``size`` of ``total`` rows, the same draw in every run; all rows when size is None."""
+    if size is None or size >= total:
+        return torch.arange(total)
+    return torch.randperm(total, generator=torch.Generator().manual_seed(0))[:size].sort().values
 
 
 def artefact(encoder: Encoder, task: Task, state: SyntheticSet, cfg: DictConfig, progress: dict) -> DistilledSet:
@@ -232,10 +235,7 @@ def full_finetune(
     encoder: Encoder, task: Task, train_labels: torch.Tensor, test: HeldOutData, recipe: FinetuneRecipe, cfg: DictConfig
 ) -> dict:
     """The fine-tuning recipe on all the training data (or ``eval.full_finetune_examples`` of it)."""
-    keep = torch.arange(len(train_labels))
-    size = cfg.eval.full_finetune_examples
-    if size is not None and size < len(keep):
-        keep = torch.randperm(len(keep), generator=torch.Generator().manual_seed(0))[:size].sort().values
+    keep = fixed_subsample(len(train_labels), cfg.eval.full_finetune_examples)
     tokens = tokenize(encoder, [task.train["text"][i] for i in keep.tolist()], cfg.task.max_length)
     full = TrainingSet(tokens["attention_mask"], F.one_hot(train_labels[keep], task.num_classes).float(), input_ids=tokens["input_ids"])
     return finetune_protocol(
