@@ -4,7 +4,7 @@
     python benchmarks/distill_tasks.py --tasks sst2 --variants head --jobs 2
 
 Each (variant, task, seed) is one ``python -m condense.distill`` run under ``runs/benchmark/``; a run whose
-``metrics.json`` exists is reused, so an interrupted benchmark resumes. Figures are the mean ± std over seeds of
+``metrics.json`` is filled in is reused, so an interrupted benchmark resumes. Figures are the mean ± std over seeds of
 each seed's mean over fresh models (``n`` seeds, each over ``inits`` fresh models).
 """
 
@@ -48,7 +48,9 @@ def machine() -> str:
 
 def run_one(variant: str, task: str, seed: int) -> dict:
     out = RUNS / variant / task / f"seed{seed}"
-    if not (out / "metrics.json").exists():
+    # metrics.json is written empty when distillation ends and filled once evaluation ends.
+    finished = (out / "metrics.json").exists() and json.loads((out / "metrics.json").read_text()).get("learned")
+    if not finished:
         command = [sys.executable, "-m", "condense.distill", f"task={task}", *VARIANTS[variant], f"distill.seed={seed}", f"out={out}"]
         started = time.perf_counter()
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
