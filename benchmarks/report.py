@@ -77,7 +77,7 @@ def main() -> None:
         "frozen encoder features), each given its own learned soft labels and inner learning rates by the same",
         "outer loop with the inputs frozen, so a gap to `distilled` is the inputs' and not the labels'; `full` = the",
         "same model and parameter subset trained on all the training data (a linear probe for `head`; the",
-        "fine-tuning recipe on a 2,000-example sample for `finetune` and for `all`, see `configs/eval/default.yaml`).",
+        "fine-tuning recipe on a fixed 1,000-example training sample for `finetune` and for `all`, see `configs/eval/default.yaml`).",
         "Models whose encoder trains are tested on a fixed random 300-example test subsample; frozen-encoder",
         "models on the whole test split.",
         "",

@@ -172,7 +172,6 @@ def distill(
         raise ValueError(f"distill.params={config.params} trains the encoder and needs real tokens, not features")
     if not config.trains_encoder and real.features is None:
         raise ValueError("head-only distillation needs real frozen-encoder features")
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     table = encoder.token_embeddings.detach()
     candidates = round_trip_vocabulary(encoder)
@@ -201,6 +200,9 @@ def distill(
     optimizer = torch.optim.Adam(learned) if learned else None
     encoder_names = encoder_param_names(encoder.model, config.params, config.n_layers)
 
+    def targets() -> torch.Tensor:
+        return F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot
+
     def forward_inputs() -> torch.Tensor:
         if config.projection == "straight_through" and config.learn_inputs:
             snapped, _ = project(inputs, table, candidates, config.distance)
@@ -225,7 +227,7 @@ def distill(
                 attention_mask=start.attention_mask.clone(),
                 labels=start.labels.clone(),
                 embeddings=forward_inputs().detach().clone(),
-                soft_labels=(F.softmax(label_logits, -1) if config.labels == "learned" else one_hot).detach().clone(),
+                soft_labels=targets().detach().clone(),
                 inner_lrs=lrs.squeeze(-1) if groups == 1 else lrs,
                 history=list(history),
             )
@@ -242,7 +244,7 @@ def distill(
             params,
             forward_inputs() if frozen_features is None else None,
             start.attention_mask,
-            F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot,
+            targets(),
             log_lrs.exp(),
             real.batch(batch),
             config.inner_optimizer,
