@@ -11,6 +11,7 @@ each seed's mean over fresh models (``n`` seeds, each over ``inits`` fresh model
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import platform
 import statistics
@@ -45,24 +46,32 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, 1 torch thread per run"
 
 
+def run_unless_finished(variant: str, task: str, seed: int, out: Path) -> None:
+    # metrics.json is written empty when distillation ends and filled once evaluation ends.
+    if (out / "metrics.json").exists() and json.loads((out / "metrics.json").read_text()).get("learned"):
+        return
+    command = [sys.executable, "-m", "condense.distill", f"task={task}", *VARIANTS[variant], f"distill.seed={seed}", f"out={out}"]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    print(f"done {variant} {task} seed {seed}", flush=True)
+
+
 def run_one(variant: str, task: str, seed: int) -> dict:
     out = RUNS / variant / task / f"seed{seed}"
-    # metrics.json is written empty when distillation ends and filled once evaluation ends.
-    finished = (out / "metrics.json").exists() and json.loads((out / "metrics.json").read_text()).get("learned")
-    if not finished:
-        command = [sys.executable, "-m", "condense.distill", f"task={task}", *VARIANTS[variant], f"distill.seed={seed}", f"out={out}"]
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-        (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
-        print(f"done {variant} {task} seed {seed}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # Several benchmark processes may share the queue (e.g. one per variant): one run at a time per folder.
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run_unless_finished(variant, task, seed, out)
     meta = json.loads((out / "meta.json").read_text())
     return {
         "metrics": json.loads((out / "metrics.json").read_text()),
         "distill_seconds": meta["progress"]["seconds"],
         "wall_seconds": float((out / "wall_seconds.txt").read_text()) if (out / "wall_seconds.txt").exists() else None,
-        "texts": [line for line in (out / "text.jsonl").read_text().splitlines()],
+        "texts": (out / "text.jsonl").read_text().splitlines(),
     }
 
 
