@@ -126,10 +126,10 @@ def _versions() -> dict[str, str | None]:
     }
 
 
-def _check_tensor(name: str, t: Any, ndim: int, dtype: torch.dtype) -> None:
+def _check_tensor(name: str, t: Any, ndim: int | None, dtype: torch.dtype) -> None:
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if t.dim() != ndim:
+    if ndim is not None and t.dim() != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
     if t.dtype != dtype:
         raise ValueError(f"{name} must have dtype {dtype}, got {t.dtype}")
@@ -187,10 +187,11 @@ class DistilledSet:
                     f"soft_labels rows must sum to 1 within {_SOFT_LABEL_ATOL}; "
                     f"row {row} sums to {float(sums[row]):.6f}"
                 )
-        if not isinstance(self.inner_lrs, torch.Tensor) or self.inner_lrs.dim() != 2:
-            _check_tensor("inner_lrs", self.inner_lrs, 1, torch.float32)
-        else:
-            _check_tensor("inner_lrs", self.inner_lrs, 2, torch.float32)
+        _check_tensor("inner_lrs", self.inner_lrs, None, torch.float32)
+        if self.inner_lrs.dim() not in (1, 2):
+            raise ValueError(
+                f"inner_lrs must be 1-D (steps,) or 2-D (steps, head/encoder), got shape {tuple(self.inner_lrs.shape)}"
+            )
         if self.token_ids is not None:
             _check_tensor("token_ids", self.token_ids, 2, torch.int64)
             if tuple(self.token_ids.shape) != (n, length):

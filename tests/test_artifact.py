@@ -228,7 +228,7 @@ def test_corrupt_meta_json(tmp_path):
         (dict(labels=torch.full((6,), 3, dtype=torch.int64)), r"labels must be in \[0, 3\)"),
         (dict(soft_labels=torch.full((6, 3), 0.5)), "row 0 sums to 1.5"),
         (dict(soft_labels=torch.full((6, 2), 0.5)), "soft_labels shape"),
-        (dict(inner_lrs=torch.zeros(2, 2)), "inner_lrs must be 1-D"),
+        (dict(inner_lrs=torch.zeros(2, 2, 2)), r"inner_lrs must be 1-D \(steps,\) or 2-D"),
         (dict(token_ids=torch.zeros(6, 4, dtype=torch.int64)), "token_ids shape"),
         (dict(texts=["a"] * 5), "texts has 5 entries"),
         (dict(meta={"task": "x"}), "label_names"),
