@@ -46,9 +46,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, 1 torch thread per run"
 
 
-def run_unless_finished(variant: str, task: str, seed: int, out: Path) -> None:
+def finished(out: Path) -> bool:
     # metrics.json is written empty when distillation ends and filled once evaluation ends.
-    if (out / "metrics.json").exists() and json.loads((out / "metrics.json").read_text()).get("learned"):
+    return (out / "metrics.json").exists() and bool(json.loads((out / "metrics.json").read_text()).get("learned"))
+
+
+def run_unless_finished(variant: str, task: str, seed: int, out: Path) -> None:
+    if finished(out):
         return
     command = [sys.executable, "-m", "condense.distill", f"task={task}", *VARIANTS[variant], f"distill.seed={seed}", f"out={out}"]
     started = time.perf_counter()
@@ -104,6 +108,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one torch thread each)")
+    parser.add_argument("--no-run", action="store_true", help="only aggregate the runs that have finished")
     args = parser.parse_args()
 
     # Seed-major order: runs in parallel are of different tasks, so none waits on another's shared
@@ -115,6 +120,8 @@ def main() -> None:
         for task in args.tasks
         if task in VARIANT_TASKS.get(variant, TASKS)
     ]
+    if args.no_run:
+        jobs = [job for job in jobs if finished(RUNS / job[0] / job[1] / f"seed{job[2]}")]
     with ThreadPoolExecutor(args.jobs) as pool:
         results = dict(zip(jobs, pool.map(lambda job: run_one(*job), jobs)))
 
@@ -123,12 +130,13 @@ def main() -> None:
         path = RESULTS / f"{task}.json"
         report = json.loads(path.read_text()) if path.exists() else {"task": task, "variants": {}}
         for variant in args.variants:
-            runs = [results[(variant, task, seed)] for seed in args.seeds if (variant, task, seed) in results]
-            if not runs:
+            seeds = [seed for seed in args.seeds if (variant, task, seed) in results]
+            if not seeds:
                 continue
-            summary = aggregate(runs)
+            summary = aggregate([results[(variant, task, seed)] for seed in seeds])
+            summary["seeds"] = seeds
             summary["overrides"] = VARIANTS[variant]
-            summary["texts_seed0"] = runs[0]["texts"]
+            summary["texts_seed0"] = results[(variant, task, seeds[0])]["texts"]
             report["variants"][variant] = summary
         default = report["variants"].get("head")
         if default:

@@ -57,7 +57,7 @@ def bar_rows(report: dict) -> list[str]:
         rows += [
             f"| decoded text / full (bar ≥ 90%) | {100 * decoded / full:.1f}% |",
             f"| decoded text − random (points) | {100 * (decoded - random):+.1f} |",
-            f"| decoded text − best coreset ({best}) (points) | {100 * (decoded - learned[best]['mean']):+.1f} |",
+            f"| decoded text − best real subset (points) | {100 * (decoded - learned[best]['mean']):+.1f} ({best}) |",
         ]
     return rows
 
