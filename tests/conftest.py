@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import condense  # noqa: F401  (registers torchvision's op schemas before transformers loads)
+# condense first: importing it registers torchvision's op schemas, which transformers' model classes need.
 from condense.models import load_encoder, resolve_model_path
-from transformers import AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig, AutoModel
+from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig
 
 TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)
 CONFIGS = {
