@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -37,12 +38,9 @@ VARIANT_TASKS = {"all": ("ag_news",)}  # full-parameter unrolls cost ~1 s a step
 
 
 def machine() -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-        platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()
-    import os
-
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    cpu = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, 1 torch thread per run"
 
 

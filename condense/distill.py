@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from condense.decode import nearest_tokens, project, round_trip_vocabulary
+from condense.features import trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
@@ -93,9 +94,8 @@ class RealData:
         """The rows at ``index``, with token padding trimmed to the longest of them."""
         tokens = None
         if self.tokens is not None:
-            mask = self.tokens["attention_mask"][index]
-            width = int(mask.sum(1).max())
-            tokens = {"input_ids": self.tokens["input_ids"][index, :width], "attention_mask": mask[:, :width]}
+            mask, tokens = trim_padding(self.tokens["attention_mask"][index], input_ids=self.tokens["input_ids"][index])
+            tokens["attention_mask"] = mask
         features = None if self.features is None else self.features[index]
         return RealData(labels=self.labels[index], features=features, tokens=tokens)
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from condense.features import encode_tokens
+from condense.features import encode_tokens, trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
@@ -143,10 +143,8 @@ def finetune(
     params = {**weights, **head}
     steps = max(recipe.min_steps, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
     for index in itertools.islice(shuffled_batches(len(train), recipe.batch_size, generator), steps):
-        mask = train.attention_mask[index]
-        width = int(mask.sum(1).max())
-        inputs = {k: v[:, :width] for k, v in train.inputs(index).items()}
-        loss = soft_cross_entropy(classify(encoder, mask[:, :width], params, **inputs), train.soft_labels[index])
+        mask, inputs = trim_padding(train.attention_mask[index], **train.inputs(index))
+        loss = soft_cross_entropy(classify(encoder, mask, params, **inputs), train.soft_labels[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -33,6 +33,12 @@ def tokenize(encoder: Encoder, texts: list[str], max_length: int) -> dict[str, t
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
 
 
+def trim_padding(attention_mask: torch.Tensor, **tensors: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The mask and ``tensors`` cut to the longest row: padding is on the right, so later columns are all padding."""
+    width = int(attention_mask.sum(1).max())
+    return attention_mask[:, :width], {name: tensor[:, :width] for name, tensor in tensors.items()}
+
+
 def length_batches(attention_mask: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     """Index batches of similar length, so padding costs little when encoding thousands of texts."""
     order = torch.argsort(attention_mask.sum(1), descending=True)
@@ -51,10 +57,8 @@ def encode_tokens(
     mask = tokens["attention_mask"]
     features = torch.empty(len(mask), encoder.hidden_size, dtype=encoder.dtype)
     for index in tqdm(length_batches(mask, batch_size), desc=progress, disable=progress is None, leave=False):
-        width = int(mask[index].sum(1).max())
-        features[index] = encode(
-            encoder, mask[index, :width], input_ids=tokens["input_ids"][index, :width], params=params
-        )
+        batch_mask, inputs = trim_padding(mask[index], input_ids=tokens["input_ids"][index])
+        features[index] = encode(encoder, batch_mask, params=params, **inputs)
     return features
 
 
