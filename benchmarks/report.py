@@ -8,13 +8,18 @@ Nothing here is typed by hand: every figure in the page is read from a results f
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import yaml
 
+from condense import run as run_module
+from condense.plots import accuracy_matrices, forgetting_curves
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "results.md"
+FIGURES = ROOT / "docs" / "figures"
 TASKS = ("ag_news", "sst2", "imdb", "rotten_tomatoes")
 SETS = ("distilled", "decoded", "random", "kcenters", "herding", "full")
 CORESETS = ("random", "kcenters", "herding")
@@ -67,6 +72,67 @@ def bar_rows(report: dict) -> list[str]:
     return rows
 
 
+def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, task: int = 0) -> dict:
+    """Mean ± std over seeds of ``better``'s BWT on ``task`` minus ``worse``'s, paired by seed."""
+    def bwt(strategy: str) -> dict[int, float]:
+        return {r["seed"]: r["accuracy_matrix"][-1][task] - r["accuracy_matrix"][task][task]
+                for r in runs if r["scenario"] == scenario and r["strategy"] == strategy}
+    a, b = bwt(better), bwt(worse)
+    differences = [a[seed] - b[seed] for seed in sorted(a) if seed in b]
+    std = statistics.stdev(differences) if len(differences) > 1 else 0.0
+    return {"mean": statistics.fmean(differences), "std": std, "n": len(differences)}
+
+
+def continual_section(results: dict) -> list[str]:
+    """The main job's results: bars, the table per scenario, and the figures redrawn from the same file."""
+    names = results["sequence"]
+    slug = "_then_".join(names)
+    cfg = results["config"]["continual"]
+    summary = results["summary"]
+    lines = [
+        f"## Continual learning: {' → '.join(names)} (the main job)",
+        "",
+        f"Regenerate: `python benchmarks/continual.py {' '.join(results['config'].get('overrides', []))}`".rstrip() + "` "
+        f"(runs `{results['command'] or 'python -m condense.run'}`, then copies its `results.json` to "
+        f"`benchmarks/results/continual_{slug}.json`). Machine: {results['machine']['platform']}, "
+        f"{results['machine']['cpu_count']} cores, {results['machine']['torch_threads']} torch threads.",
+        "",
+        f"Setting: MiniLM; the top {cfg['trainable_layers']} encoder block and the heads train, the blocks below are "
+        f"frozen; {cfg['train_examples_per_task']} training examples per task (stratified sample), one pass, "
+        f"batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}; memory: {cfg['memory_per_task']} examples per past "
+        f"task for every replay strategy ({cfg['replay_batch_size']} of them in every mini-batch); the distilled sets "
+        f"have exactly that size and were distilled with `distill=last_layer` (the matching parameter mode). Accuracy on "
+        f"a fixed sample of {cfg['test_examples_per_task']} test examples per task; mean ± std over seeds {cfg['seeds']}. "
+        f"BWT, forgetting and forward transfer (FWT) are Avalanche's stream metrics; BWT = mean over earlier tasks of "
+        f"(final accuracy − accuracy right after learning it).",
+        "",
+    ]
+    wall = results.get("benchmark", {}).get("wall_seconds", results["seconds"])
+    lines += ["| bar | measured | met |", "|---|---|---|",
+              f"| default command ≤ 20 min (distilled sets cached) | {wall / 60:.1f} min | {'yes' if wall <= 1200 else 'no'} |"]
+    for scenario in summary:
+        for form in ("distilled_replay", "distilled_text_replay"):
+            if form in summary[scenario] and "random_replay" in summary[scenario]:
+                d = paired_difference(results["runs"], scenario, form, "random_replay")
+                lines.append(
+                    f"| {scenario}-incremental: {form} BWT on {names[0]} − random_replay's (goal ≥ +5 points) | "
+                    f"{pct(summary[scenario][form]['bwt'])} vs {pct(summary[scenario]['random_replay']['bwt'])}: "
+                    f"{100 * d['mean']:+.1f} ± {100 * d['std']:.1f} (paired by seed) | {'yes' if d['mean'] >= 0.05 else 'no'} |"
+                )
+        if "merged_only" in summary[scenario] and "joint" in summary[scenario]:
+            merged, joint = summary[scenario]["merged_only"], summary[scenario]["joint"]
+            ratios = [m["mean"] / j["mean"] for m, j in zip(merged["final_accuracy"], joint["final_accuracy"])]
+            cells = ", ".join(f"{n} {100 * r:.1f}%" for n, r in zip(names, ratios))
+            lines.append(f"| {scenario}-incremental: merged-only / joint on each task (≥ 85%) | {cells} | "
+                         f"{'yes' if min(ratios) >= 0.85 else 'no'} |")
+    lines += ["", run_module.results_table(results), ""]
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for figure, draw in (("forgetting_curves", forgetting_curves), ("accuracy_matrices", accuracy_matrices)):
+        draw(results, FIGURES / f"continual_{slug}_{figure}.png")
+        lines += [f"![{figure}](figures/continual_{slug}_{figure}.png)", ""]
+    return lines
+
+
 def main() -> None:
     lines = [
         "# Results",
@@ -91,6 +157,9 @@ def main() -> None:
     if reports:
         any_report = next(iter(reports.values()))
         lines += [f"Machine: {any_report['machine']}.", ""]
+
+    for path in sorted(RESULTS.glob("continual_*.json")):
+        lines += continual_section(json.loads(path.read_text()))
 
     lines += ["## Bar summary (head mode, 1 example per class)", "", "| measure | " + " | ".join(reports) + " |",
               "|---|" + "---:|" * len(reports)]

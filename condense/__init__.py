@@ -18,6 +18,8 @@ _EXPORTS = {
     "load_task": "condense.data",
     "DistillConfig": "condense.distill",
     "load_encoder": "condense.models",
+    "merge_distilled": "condense.merge",
+    "split_merged": "condense.merge",
     "distill_task": "condense.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]

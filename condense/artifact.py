@@ -3,6 +3,9 @@
 On disk an artefact is a folder with `embeddings.safetensors` (tensors), `meta.json`
 (provenance and format version), `text.jsonl` (one readable line per example) and
 `metrics.json`. Loading uses safetensors and json only, never pickle.
+
+A merged set (see `condense.merge`) is the same artefact with a per-example `task_ids`
+tensor and a `meta["tasks"]` list describing each original task; it is written as format 2.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "EMBEDDINGS_FILE",
     "FORMAT_VERSION",
+    "MERGED_FORMAT_VERSION",
     "META_FILE",
     "METRICS_FILE",
     "TEXT_FILE",
@@ -41,8 +45,12 @@ __all__ = [
     "to_jsonable",
 ]
 
-FORMAT_VERSION = 1
-KNOWN_FORMAT_VERSIONS = (1,)
+FORMAT_VERSION = 1  # plain single-task sets
+# Merged sets get their own version so an older reader refuses them instead of
+# silently dropping task_ids and misreading task-space labels.
+MERGED_FORMAT_VERSION = 2
+KNOWN_FORMAT_VERSIONS = (FORMAT_VERSION, MERGED_FORMAT_VERSION)
+LABEL_SPACES = ("task", "class")
 
 EMBEDDINGS_FILE = "embeddings.safetensors"
 META_FILE = "meta.json"
@@ -137,7 +145,11 @@ def _check_tensor(name: str, t: Any, ndim: int | None, dtype: torch.dtype) -> No
 
 @dataclass
 class DistilledSet:
-    """N synthetic examples: (L, d) input embeddings fed via `inputs_embeds`, with soft labels and inner LRs."""
+    """N synthetic examples: (L, d) input embeddings fed via `inputs_embeds`, with soft labels and inner LRs.
+
+    A text-only set (decoded texts, no embeddings) has embeddings of shape (N, 0, 0). A merged
+    set has `task_ids`, and its labels and soft labels live in `meta["label_space"]`.
+    """
 
     embeddings: torch.Tensor  # (N, L, d) float32
     attention_mask: torch.Tensor  # (N, L) int64
@@ -148,6 +160,7 @@ class DistilledSet:
     token_ids: torch.Tensor | None = None  # (N, L) int64, nearest-token decoding
     texts: list[str] | None = None  # decoded text per example
     metrics: dict = field(default_factory=dict)
+    task_ids: torch.Tensor | None = None  # (N,) int64 index into meta["tasks"]; merged sets only
 
     def __post_init__(self) -> None:
         _check_tensor("embeddings", self.embeddings, 3, torch.float32)
@@ -168,13 +181,16 @@ class DistilledSet:
         if not isinstance(names, (list, tuple)) or not names:
             raise ValueError('meta["label_names"] must be a non-empty list of class names')
         num_classes = len(names)
-        if tuple(self.soft_labels.shape) != (n, num_classes):
-            raise ValueError(
-                f"soft_labels shape {tuple(self.soft_labels.shape)} does not match "
-                f"(N, len(label_names)) = {(n, num_classes)}"
-            )
-        if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes):
-            raise ValueError(f"labels must be in [0, {num_classes}), got {self.labels.tolist()}")
+        if self.task_ids is not None:
+            self._check_merged(n, num_classes)
+        else:
+            if tuple(self.soft_labels.shape) != (n, num_classes):
+                raise ValueError(
+                    f"soft_labels shape {tuple(self.soft_labels.shape)} does not match "
+                    f"(N, len(label_names)) = {(n, num_classes)}"
+                )
+            if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes):
+                raise ValueError(f"labels must be in [0, {num_classes}), got {self.labels.tolist()}")
         if n:
             soft = self.soft_labels.detach()
             if not torch.isfinite(soft).all() or (soft < -_SOFT_LABEL_ATOL).any():
@@ -187,6 +203,8 @@ class DistilledSet:
                     f"soft_labels rows must sum to 1 within {_SOFT_LABEL_ATOL}; "
                     f"row {row} sums to {float(sums[row]):.6f}"
                 )
+            if self.task_ids is not None:
+                self._check_soft_blocks()
         _check_tensor("inner_lrs", self.inner_lrs, None, torch.float32)
         if self.inner_lrs.dim() not in (1, 2):
             raise ValueError(
@@ -207,9 +225,125 @@ class DistilledSet:
         if not isinstance(self.metrics, dict):
             raise ValueError(f"metrics must be a dict, got {type(self.metrics).__name__}")
 
+    def _check_merged(self, n: int, num_classes: int) -> None:
+        """Shape and label checks for a merged set, in place of the single-task ones."""
+        _check_tensor("task_ids", self.task_ids, 1, torch.int64)
+        if len(self.task_ids) != n:
+            raise ValueError(f"task_ids has {len(self.task_ids)} entries, embeddings has N={n}")
+        space = self.meta.get("label_space")
+        if space not in LABEL_SPACES:
+            raise ValueError(f'merged set: meta["label_space"] must be one of {list(LABEL_SPACES)}, got {space!r}')
+        tasks = self.meta.get("tasks")
+        if not isinstance(tasks, (list, tuple)) or not tasks:
+            raise ValueError('merged set: meta["tasks"] must be a non-empty list with one entry per task')
+        offset = 0
+        for t, task in enumerate(tasks):
+            where = f'meta["tasks"][{t}]'
+            if not isinstance(task, Mapping):
+                raise ValueError(f"merged set: {where} must be a dict, got {type(task).__name__}")
+            where += f" ({task.get('name')!r})"
+            task_names = task.get("label_names")
+            if not isinstance(task_names, (list, tuple)) or not task_names:
+                raise ValueError(f'merged set: {where} needs a non-empty "label_names" list')
+            # The offsets are derived data; a mismatch means the blocks were edited inconsistently.
+            if task.get("label_offset") != offset:
+                raise ValueError(
+                    f'merged set: {where} has label_offset {task.get("label_offset")!r}, expected {offset} '
+                    f"(the class count of the tasks before it)"
+                )
+            offset += len(task_names)
+        if offset != num_classes:
+            raise ValueError(
+                f'merged set: the tasks have {offset} classes in all but meta["label_names"] lists {num_classes}'
+            )
+        if n and (int(self.task_ids.min()) < 0 or int(self.task_ids.max()) >= len(tasks)):
+            bad = int(((self.task_ids < 0) | (self.task_ids >= len(tasks))).nonzero()[0, 0])
+            raise ValueError(
+                f"task_ids must be in [0, {len(tasks)}) (one per task); row {bad} has {int(self.task_ids[bad])}"
+            )
+        sizes = self._task_sizes()
+        width = num_classes if space == "class" else int(sizes.max())
+        if tuple(self.soft_labels.shape) != (n, width):
+            expected = "len(label_names)" if space == "class" else "largest task class count"
+            raise ValueError(
+                f"soft_labels shape {tuple(self.soft_labels.shape)} does not match "
+                f"(N, {expected}) = {(n, width)} for label_space {space!r}"
+            )
+        if n:
+            low, high = self._label_block()
+            bad = (self.labels < low) | (self.labels >= high)
+            if bad.any():
+                row = int(bad.nonzero()[0, 0])
+                t = int(self.task_ids[row])
+                raise ValueError(
+                    f"row {row}: label {int(self.labels[row])} is not a class of its task {t} "
+                    f"({tasks[t].get('name')!r}), expected [{int(low[row])}, {int(high[row])}) in label_space {space!r}"
+                )
+
+    def _check_soft_blocks(self) -> None:
+        # Mass on another task's classes would leak into that task's head during training.
+        low, high = self._label_block()
+        columns = torch.arange(self.soft_labels.shape[1], device=self.soft_labels.device)
+        low, high = low.to(columns.device), high.to(columns.device)
+        inside = (columns >= low.unsqueeze(1)) & (columns < high.unsqueeze(1))
+        outside = (self.soft_labels.detach().double().clamp(min=0) * ~inside).sum(dim=1)
+        bad = outside > _SOFT_LABEL_ATOL
+        if bad.any():
+            row = int(bad.nonzero()[0, 0])
+            t = int(self.task_ids[row])
+            raise ValueError(
+                f"row {row}: soft label puts mass {float(outside[row]):.6f} outside the classes of its task {t} "
+                f"({self.meta['tasks'][t].get('name')!r}); at most {_SOFT_LABEL_ATOL} is allowed"
+            )
+
+    def _task_sizes(self) -> torch.Tensor:
+        return torch.tensor([len(task["label_names"]) for task in self.meta["tasks"]], dtype=torch.int64)
+
+    def _task_offsets(self) -> torch.Tensor:
+        return torch.tensor([int(task["label_offset"]) for task in self.meta["tasks"]], dtype=torch.int64)
+
+    def _label_block(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per row, the [low, high) range of label ids (and soft-label columns) its task owns."""
+        ids = self.task_ids.cpu()
+        sizes = self._task_sizes()[ids]
+        low = self._task_offsets()[ids] if self.meta["label_space"] == "class" else torch.zeros_like(sizes)
+        device = self.labels.device
+        return low.to(device), (low + sizes).to(device)
+
     @property
     def num_examples(self) -> int:
         return int(self.embeddings.shape[0])
+
+    @property
+    def is_merged(self) -> bool:
+        """Whether this set holds several tasks (made by `condense.merge_distilled`)."""
+        return self.task_ids is not None
+
+    @property
+    def has_embeddings(self) -> bool:
+        """False for text-only sets, whose embeddings are (N, 0, 0) and whose content is `texts`."""
+        return int(self.embeddings.shape[1]) > 0
+
+    @property
+    def task_names(self) -> list[str]:
+        """The task of each task id; one name for a plain set."""
+        if self.task_ids is None:
+            return [str(self.meta["task"])]
+        return [str(task["name"]) for task in self.meta["tasks"]]
+
+    @property
+    def joint_labels(self) -> torch.Tensor:
+        """Labels as ids into `label_names`, whatever the label space."""
+        if self.task_ids is None or self.meta["label_space"] == "class":
+            return self.labels
+        return self.labels + self._task_offsets().to(self.labels.device)[self.task_ids.to(self.labels.device)]
+
+    @property
+    def local_labels(self) -> torch.Tensor:
+        """Labels as ids into the classes of each row's own task."""
+        if self.task_ids is None or self.meta["label_space"] == "task":
+            return self.labels
+        return self.labels - self._task_offsets().to(self.labels.device)[self.task_ids.to(self.labels.device)]
 
     @property
     def label_names(self) -> list[str]:
@@ -221,8 +355,8 @@ class DistilledSet:
 
     @property
     def class_counts(self) -> list[int]:
-        """Number of examples made for each class, in class order."""
-        return torch.bincount(self.labels.cpu(), minlength=self.num_classes).tolist()
+        """Number of examples made for each class, in `label_names` order (joint classes for a merged set)."""
+        return torch.bincount(self.joint_labels.cpu(), minlength=self.num_classes).tolist()
 
     @property
     def examples_per_class(self) -> int:
@@ -252,10 +386,13 @@ class DistilledSet:
         }
         if self.token_ids is not None:
             tensors["token_ids"] = self.token_ids
+        if self.task_ids is not None:
+            tensors["task_ids"] = self.task_ids
         tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        version = MERGED_FORMAT_VERSION if self.is_merged else FORMAT_VERSION
 
         meta = to_jsonable(self.meta)
-        meta["format_version"] = FORMAT_VERSION
+        meta["format_version"] = version
         meta["versions"] = _versions()
         metrics = to_jsonable(self.metrics)
 
@@ -263,7 +400,7 @@ class DistilledSet:
             (
                 EMBEDDINGS_FILE,
                 lambda p: save_file(
-                    tensors, str(p), metadata={"format_version": str(FORMAT_VERSION)}
+                    tensors, str(p), metadata={"format_version": str(version)}
                 ),
             ),
             (TEXT_FILE, lambda p: _write_text(p, self._text_lines())),
@@ -290,15 +427,20 @@ class DistilledSet:
     def _text_lines(self) -> str:
         names = self.label_names
         soft = self.soft_labels.detach().cpu().tolist()
+        joint = self.joint_labels.cpu().tolist()
+        tasks = self.task_names
+        task_ids = self.task_ids.cpu().tolist() if self.task_ids is not None else None
         lines = []
         for i, label in enumerate(self.labels.cpu().tolist()):
-            row = {
-                "index": i,
-                "label": label,
-                "label_name": names[label],
-                "soft_label": soft[i],
-                "text": None if self.texts is None else self.texts[i],
-            }
+            row: dict[str, Any] = {"index": i}
+            if task_ids is not None:
+                row["task"] = tasks[task_ids[i]]
+            row.update(
+                label=label,
+                label_name=names[joint[i]],
+                soft_label=soft[i],
+                text=None if self.texts is None else self.texts[i],
+            )
             lines.append(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
         return "".join(lines)
 
@@ -338,7 +480,11 @@ class DistilledSet:
                 f"{emb_path}: embeddings must be (N, L, d), got shape {tuple(tensors['embeddings'].shape)}"
             )
         n = tensors["embeddings"].shape[0]
-        for key in ("attention_mask", "labels", "soft_labels", "token_ids"):
+        merged = "task_ids" in tensors
+        if merged != (version == MERGED_FORMAT_VERSION):
+            problem = "is for plain sets but the file has" if merged else "marks a merged set but the file has no"
+            raise ArtifactError(f"{emb_path}: format_version {version} in {paths[META_FILE]} {problem} task_ids")
+        for key in ("attention_mask", "labels", "soft_labels", "token_ids", "task_ids"):
             if key in tensors:
                 t = tensors[key]
                 if t.dim() == 0 or t.shape[0] != n:
@@ -347,7 +493,8 @@ class DistilledSet:
                         f"(from embeddings {tuple(tensors['embeddings'].shape)})"
                     )
         soft = tensors["soft_labels"]
-        if soft.dim() != 2 or soft.shape[1] != len(names):
+        # A merged set's soft-label width depends on its label space; the constructor checks it.
+        if not merged and (soft.dim() != 2 or soft.shape[1] != len(names)):
             raise ArtifactError(
                 f"{emb_path}: soft_labels has shape {tuple(soft.shape)} but {paths[META_FILE]} "
                 f"lists {len(names)} label_names"
@@ -365,12 +512,17 @@ class DistilledSet:
                 token_ids=tensors.get("token_ids"),
                 texts=texts,
                 metrics=metrics,
+                task_ids=tensors.get("task_ids"),
             )
         except ValueError as e:
             raise ArtifactError(f"{emb_path}: invalid distilled set: {e}") from e
 
     def to_dataset(self) -> datasets.Dataset:
-        """A Hugging Face Dataset with one row per example; `label` is a ClassLabel."""
+        """A Hugging Face Dataset with one row per example.
+
+        `label` is a ClassLabel, except in a task-space merged set, where labels are ids within
+        each row's task and so cannot name one joint class list; merged sets add `task_id`.
+        """
         import datasets
 
         # datasets < 4 has no List feature; Sequence is its equivalent there.
@@ -383,9 +535,10 @@ class DistilledSet:
             "attention_mask": self.attention_mask.cpu().tolist(),
             "inputs_embeds": self.embeddings.detach().cpu().tolist(),
         }
+        task_space = self.is_merged and self.meta["label_space"] == "task"
         features = {
             "text": datasets.Value("string"),
-            "label": datasets.ClassLabel(names=self.label_names),
+            "label": datasets.Value("int64") if task_space else datasets.ClassLabel(names=self.label_names),
             "soft_label": seq(datasets.Value("float32")),
             "attention_mask": seq(datasets.Value("int64")),
             "inputs_embeds": seq(seq(datasets.Value("float32"))),
@@ -393,6 +546,9 @@ class DistilledSet:
         if self.token_ids is not None:
             columns["token_ids"] = self.token_ids.cpu().tolist()
             features["token_ids"] = seq(datasets.Value("int64"))
+        if self.task_ids is not None:
+            columns["task_id"] = self.task_ids.cpu().tolist()
+            features["task_id"] = datasets.Value("int64")
         return datasets.Dataset.from_dict(columns, features=datasets.Features(features))
 
 

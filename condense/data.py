@@ -475,14 +475,14 @@ def _check_every_class_has_training_example(train_ids: np.ndarray, names: list[s
 def _subsample(ids: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     if limit is None or limit >= len(ids):
         return np.arange(len(ids))
-    return _stratified_indices(ids, limit, seed)
+    return stratified_indices(ids, limit, seed)
 
 
 def _build(raw: _RawSplit, ids: np.ndarray, keep: np.ndarray) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"text": [raw.texts[i] for i in keep], "label": ids[keep]}, features=_FEATURES)
 
 
-def _stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """Sorted indices of a random subset of ``size`` rows keeping class proportions (largest remainder)."""
     labels = np.asarray(labels, dtype=np.int64)
     classes, counts = np.unique(labels, return_counts=True)

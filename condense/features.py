@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from condense.models import Encoder, encode
+from condense.models import Encoder, encode, hidden_states_below
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +65,43 @@ def encode_tokens(
 
 def text_features(encoder: Encoder, texts: list[str], max_length: int, name: str = "texts") -> torch.Tensor:
     """Frozen-encoder features of ``texts``, read from the cache when this exact input was encoded before."""
+    return _cached(
+        (encoder.name, encoder.pooling, str(max_length), str(encoder.dtype), *texts),
+        lambda: {"features": encode_tokens(encoder, tokenize(encoder, texts, max_length), progress=f"encoding {name}")},
+        f"{len(texts)} {name}",
+    )["features"]
+
+
+def text_hidden_states(
+    encoder: Encoder, texts: list[str], max_length: int, n_layers: int, name: str = "texts"
+) -> dict[str, torch.Tensor]:
+    """Hidden states entering the last ``n_layers`` blocks, with the attention mask, cached like :func:`text_features`."""
+
+    def compute() -> dict[str, torch.Tensor]:
+        tokens = tokenize(encoder, texts, max_length)
+        mask = tokens["attention_mask"]
+        hidden = torch.zeros(*mask.shape, encoder.hidden_size, dtype=encoder.dtype)
+        for index in tqdm(length_batches(mask, 64), desc=f"encoding {name}", leave=False):
+            batch_mask, inputs = trim_padding(mask[index], input_ids=tokens["input_ids"][index])
+            hidden[index, : batch_mask.shape[1]] = hidden_states_below(encoder, n_layers, batch_mask, **inputs)
+        return {"hidden_states": hidden, "attention_mask": mask}
+
+    key = ("hidden states", encoder.name, str(max_length), str(n_layers), str(encoder.dtype), *texts)
+    return _cached(key, compute, f"{len(texts)} {name}")
+
+
+def _cached(key: tuple[str, ...], compute: Callable[[], dict[str, torch.Tensor]], what: str) -> dict[str, torch.Tensor]:
     digest = hashlib.sha256()
-    for part in (encoder.name, encoder.pooling, str(max_length), str(encoder.dtype), *texts):
+    for part in key:
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
     path = cache_dir() / "features" / f"{digest.hexdigest()[:24]}.safetensors"
     if path.exists():
-        return load_file(path)["features"]
-    log.info("encoding %d %s with %s (cached at %s)", len(texts), name, encoder.name, path)
-    features = encode_tokens(encoder, tokenize(encoder, texts, max_length), progress=f"encoding {name}")
+        return load_file(path)
+    log.info("encoding %s (cached at %s)", what, path)
+    tensors = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    save_file({"features": features.contiguous()}, temporary)
+    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, temporary)
     temporary.replace(path)
-    return features
+    return tensors

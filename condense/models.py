@@ -7,6 +7,7 @@ the caller is training, so an unrolled inner loop can differentiate through its 
 
 from __future__ import annotations
 
+import copy
 import importlib.resources
 import logging
 import math
@@ -152,3 +153,52 @@ def linear_head(features: torch.Tensor, params: dict[str, torch.Tensor]) -> torc
 def classify(encoder: Encoder, attention_mask: torch.Tensor, params: dict[str, torch.Tensor], **inputs) -> torch.Tensor:
     """Logits of the model given by the pretrained encoder overridden by ``params`` (which include the head)."""
     return linear_head(encode(encoder, attention_mask, params=params, **inputs), params)
+
+
+class _InputsEmbedsPassThrough(torch.nn.Module):
+    """Stands in for a model's embedding layer so that ``inputs_embeds`` enters the first kept block unchanged."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, *args, **kwargs):
+        return inputs_embeds
+
+
+def _blocks(model: PreTrainedModel) -> torch.nn.ModuleList:
+    """The model's stack of transformer blocks (``encoder.layer`` in BERT/RoBERTa, ``transformer.layer`` in DistilBERT)."""
+    for name, module in model.named_modules():
+        if name.endswith("layer") and isinstance(module, torch.nn.ModuleList):
+            return module
+    raise ValueError(f"{type(model).__name__} has no '.layer' list of transformer blocks")
+
+
+def top_blocks(encoder: Encoder, n_layers: int) -> PreTrainedModel:
+    """A trainable copy of the encoder's last ``n_layers`` blocks, called as ``model(inputs_embeds=h, attention_mask=m)``.
+
+    ``h`` is the hidden state entering those blocks (:func:`hidden_states_below`). The blocks below are frozen in
+    every continual run, so their output is computed once per example instead of once per training step.
+    """
+    total = len(_blocks(encoder.model))
+    if not 1 <= n_layers <= total:
+        raise ValueError(f"trainable layers must be in [1, {total}] for {type(encoder.model).__name__}, got {n_layers}")
+    top = copy.deepcopy(encoder.model)
+    del _blocks(top)[: total - n_layers]
+    embeddings = next(name for name, _ in top.named_children() if "embedding" in name)
+    setattr(top, embeddings, _InputsEmbedsPassThrough())
+    if getattr(top, "pooler", None) is not None:
+        top.pooler = None  # the [CLS] pooler is not part of any classifier here; it would sit in the optimiser unused
+    top.requires_grad_(True)
+    return top
+
+
+@torch.no_grad()
+def hidden_states_below(
+    encoder: Encoder,
+    n_layers: int,
+    attention_mask: torch.Tensor,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    input_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The hidden states that enter the encoder's last ``n_layers`` blocks."""
+    inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids}
+    output = encoder.model(attention_mask=attention_mask, output_hidden_states=True, **inputs)
+    return output.hidden_states[-1 - n_layers]

@@ -43,33 +43,17 @@ BASELINES = ("random", "kcenters", "herding")
 
 
 def distill_task(cfg: DictConfig) -> DistilledSet:
+    """Distil (or reuse) the task's set, then evaluate it against the baselines; both saved in ``cfg.out``."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     task = task_from_config(cfg.task)
-    config = DistillConfig(**cfg.distill)
-    check_examples_per_class(task, config.ipc)
     encoder = load_encoder(cfg.model.name, cfg.model.pooling)
+    config = DistillConfig(**cfg.distill)
     max_length = cfg.task.max_length
     train_labels = torch.tensor(task.train["label"])
     train_features = text_features(encoder, task.train["text"], max_length, f"{task.name} train texts")
     real = real_data(encoder, task, train_labels, train_features, max_length, config)
-
-    distilled = finished_distillation(out, cfg)
-    if distilled is None:
-        start = initial_set(
-            encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed
-        )
-
-        def save_checkpoint(state: SyntheticSet, step: int) -> None:
-            artefact(encoder, task, state, cfg, {"outer_step": step}).save(out / "checkpoint")
-
-        log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
-        result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
-        distilled = artefact(encoder, task, result, cfg, {"outer_step": config.outer_steps, "seconds": result.seconds})
-        distilled.save(out)
-        log.info("saved the distilled set to %s", out)
-    else:
-        log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
+    distilled = distilled_set(cfg, encoder, task, real)
 
     test = held_out_data(encoder, task, max_length, cfg.eval)
     progress_file = out / "metrics.partial.json"
@@ -79,6 +63,34 @@ def distill_task(cfg: DictConfig) -> DistilledSet:
     distilled.save(out)
     progress_file.unlink(missing_ok=True)
     log.info("results for %s (test accuracy, mean ± std over fresh models):\n%s", task.name, metrics_table(distilled.metrics))
+    return distilled
+
+
+def distilled_set(cfg: DictConfig, encoder: Encoder, task: Task, real: RealData | None = None) -> DistilledSet:
+    """The set in ``cfg.out`` when it was made with this task, model and distill config; else distil and save it."""
+    out = Path(cfg.out)
+    distilled = finished_distillation(out, cfg)
+    if distilled is not None:
+        log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
+        return distilled
+    config = DistillConfig(**cfg.distill)
+    check_examples_per_class(task, config.ipc)
+    train_labels = torch.tensor(task.train["label"])
+    if real is None:
+        features = None if config.trains_encoder else text_features(
+            encoder, task.train["text"], cfg.task.max_length, f"{task.name} train texts"
+        )
+        real = real_data(encoder, task, train_labels, features, cfg.task.max_length, config)
+    start = initial_set(encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed)
+
+    def save_checkpoint(state: SyntheticSet, step: int) -> None:
+        artefact(encoder, task, state, cfg, {"outer_step": step}).save(out / "checkpoint")
+
+    log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
+    result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
+    distilled = artefact(encoder, task, result, cfg, {"outer_step": config.outer_steps, "seconds": result.seconds})
+    distilled.save(out)
+    log.info("saved the distilled set to %s", out)
     return distilled
 
 
@@ -94,7 +106,7 @@ def finished_distillation(out: Path, cfg: DictConfig) -> DistilledSet | None:
 
 
 def real_data(
-    encoder: Encoder, task: Task, labels: torch.Tensor, features: torch.Tensor, max_length: int, config: DistillConfig
+    encoder: Encoder, task: Task, labels: torch.Tensor, features: torch.Tensor | None, max_length: int, config: DistillConfig
 ) -> RealData:
     if config.trains_encoder:
         return RealData(labels=labels, tokens=tokenize(encoder, task.train["text"], max_length))

@@ -67,3 +67,20 @@ def tiny_task_dir(tmp_path_factory) -> Path:
             f.write("\n".join(lines) + "\n")
     (folder / "info.json").write_text(json.dumps({"labels": ["business", "sports", "tech"]}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sentiment_dir(tmp_path_factory) -> Path:
+    """A second, 2-class tiny task, so that a task sequence has tasks of different sizes."""
+    folder = tmp_path_factory.mktemp("tiny-sentiment")
+    words = {0: "awful dull boring bad", 1: "great lovely fun good"}
+    generator = torch.Generator().manual_seed(1)
+    for split, n in (("train", 20), ("test", 10)):
+        lines = ["text,label"]
+        for i in range(n):
+            picks = torch.randint(0, 4, (4,), generator=generator).tolist()
+            lines.append(" ".join(words[i % 2].split()[p] for p in picks) + f",{i % 2}")
+        with gzip.open(folder / f"{split}.csv.gz", "wt") as f:
+            f.write("\n".join(lines) + "\n")
+    (folder / "info.json").write_text(json.dumps({"labels": ["negative", "positive"]}))
+    return folder

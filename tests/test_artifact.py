@@ -150,7 +150,7 @@ def test_missing_file_named(tmp_path, name):
         DistilledSet.load(tmp_path)
 
 
-@pytest.mark.parametrize("version", [2, None, "1"])
+@pytest.mark.parametrize("version", [3, None, "1"])
 def test_unknown_format_version(tmp_path, version):
     make_set().save(tmp_path)
     meta_path = tmp_path / "meta.json"

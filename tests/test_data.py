@@ -216,7 +216,7 @@ def test_stratified_subsample_keeps_proportions_and_is_deterministic(tmp_path):
 
 def test_subsample_keeps_rare_class():
     labels = [0] * 995 + [1] * 5
-    keep = data._stratified_indices(labels, 10, seed=0)
+    keep = data.stratified_indices(labels, 10, seed=0)
     assert len(keep) == 10 and sum(labels[i] for i in keep) == 1
 
 

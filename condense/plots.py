@@ -1,0 +1,99 @@
+"""Figures of a continual run, drawn from its results dict (``results.json``) alone."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+
+def _curves(runs: list[dict], n_tasks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Iterations, and mean and std over seeds of each task's accuracy there (seeds share the schedule)."""
+    iterations = np.array([p["iteration"] for p in runs[0]["curve"]])
+    accuracy = np.array([[p["accuracy"] for p in run["curve"]] for run in runs if len(run["curve"]) == len(iterations)])
+    return iterations, accuracy.mean(0), accuracy.std(0, ddof=1) if len(accuracy) > 1 else np.zeros_like(accuracy[0])
+
+
+def forgetting_curves(results: dict, path: Path) -> None:
+    """Accuracy on each task over training: a row of panels per scenario, a panel per task, a line per strategy
+    (mean over seeds, band ± std). Dotted lines mark the start of each new task."""
+    names = results["sequence"]
+    scenarios = list(results["summary"])
+    strategies = list(next(iter(results["summary"].values())))
+    colours = {s: plt.cm.tab10(i) for i, s in enumerate(strategies)}
+    fig, axes = plt.subplots(len(scenarios), len(names), figsize=(4.2 * len(names), 3.4 * len(scenarios)), squeeze=False)
+    for row, scenario in enumerate(scenarios):
+        boundaries = None
+        for strategy in strategies:
+            runs = [r for r in results["runs"] if r["scenario"] == scenario and r["strategy"] == strategy]
+            if not runs or not runs[0]["curve"]:
+                continue
+            iterations, mean, std = _curves(runs, len(names))
+            if strategy == "merged_only":
+                # Trained once on a few examples for many epochs: its own schedule; drawn as its final accuracy.
+                for task in range(len(names)):
+                    axes[row, task].axhline(100 * mean[-1, task], color=colours[strategy], ls="--", lw=1.2, label=strategy)
+                continue
+            if strategy != "joint" and boundaries is None:
+                boundaries = runs[0]["experience_starts"][1:]
+            for task in range(len(names)):
+                ax = axes[row, task]
+                ax.plot(iterations, 100 * mean[:, task], color=colours[strategy], lw=1.5, label=strategy)
+                ax.fill_between(iterations, 100 * (mean - std)[:, task], 100 * (mean + std)[:, task],
+                                color=colours[strategy], alpha=0.15, lw=0)
+        for task, name in enumerate(names):
+            ax = axes[row, task]
+            for boundary in boundaries or []:
+                ax.axvline(boundary, color="grey", ls=":", lw=1)
+            ax.set_title(f"{scenario}-incremental: accuracy on {name}")
+            ax.set_xlabel("training iteration (mini-batches)")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    log.info("wrote %s", path)
+
+
+def accuracy_matrices(results: dict, path: Path) -> None:
+    """Heat maps of the mean accuracy matrix R[i][j] (after training on task i, accuracy on task j), one per
+    sequential strategy and scenario."""
+    names = results["sequence"]
+    panels = [
+        (scenario, strategy, summary["accuracy_matrix"])
+        for scenario, by_strategy in results["summary"].items()
+        for strategy, summary in by_strategy.items()
+        if len(summary["accuracy_matrix"]) == len(names)
+    ]
+    if not panels:
+        return
+    columns = min(5, len(panels))
+    rows = -(-len(panels) // columns)
+    size = 1.0 + 0.9 * len(names)
+    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 1, size * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (scenario, strategy, matrix) in zip(axes.flat, panels):
+        mean = np.array([[100 * cell["mean"] for cell in row] for row in matrix])
+        image = ax.imshow(mean, vmin=0, vmax=100, cmap="viridis")
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{mean[i, j]:.0f}", ha="center", va="center", color="white" if mean[i, j] < 60 else "black")
+        ax.set_title(f"{strategy}\n({scenario}-incremental)", fontsize=9)
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.set_yticks(range(len(names)), [f"after {n}" for n in names], fontsize=8)
+        ax.set_xlabel("evaluated on", fontsize=8)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="test accuracy (%)")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    log.info("wrote %s", path)
