@@ -92,8 +92,8 @@ def continual_section(results: dict) -> list[str]:
     lines = [
         f"## Continual learning: {' → '.join(names)} (the main job)",
         "",
-        f"Regenerate: `python benchmarks/continual.py {' '.join(results['config'].get('overrides', []))}`".rstrip() + "` "
-        f"(runs `{results['command'] or 'python -m condense.run'}`, then copies its `results.json` to "
+        f"Regenerate: `{' '.join(['python benchmarks/continual.py', *results['config'].get('overrides', [])])}` "
+        f"(runs `{(results['command'] or 'python -m condense.run').strip()}`, then copies its `results.json` to "
         f"`benchmarks/results/continual_{slug}.json`). Machine: {results['machine']['platform']}, "
         f"{results['machine']['cpu_count']} cores, {results['machine']['torch_threads']} torch threads.",
         "",

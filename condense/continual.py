@@ -203,17 +203,23 @@ class ContinualClassifier(nn.Module):
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, examples: Examples, batch_size: int = 128) -> float:
+def loss_and_accuracy(model: nn.Module, rows: Sequence, batch_size: int = 128) -> tuple[float, float]:
+    """Mean cross-entropy against the target rows, and accuracy, of ``model`` on ``(inputs, target, task)`` rows."""
     training = model.training
     model.eval()
-    dataset = _ExampleRows(examples)
-    correct = 0
-    for start in range(0, len(dataset), batch_size):
-        rows = [(*dataset[i], 0) for i in range(start, min(start + batch_size, len(dataset)))]
-        batch, targets, _ = collate(rows)
-        correct += int((model(batch).argmax(1) == targets.argmax(1)).sum())
+    loss, correct = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch, targets, _ = collate(rows[start : start + batch_size])
+        logits = model(batch)
+        loss += float(nn.functional.cross_entropy(logits, targets, reduction="sum"))
+        correct += int((logits.argmax(1) == targets.argmax(1)).sum())
     model.train(training)
-    return correct / len(examples)
+    return loss / len(rows), correct / len(rows)
+
+
+def accuracy(model: nn.Module, examples: Examples) -> float:
+    dataset = _ExampleRows(examples)
+    return loss_and_accuracy(model, [(*dataset[i], 0) for i in range(len(dataset))])[1]
 
 
 class AccuracyCurve(SupervisedPlugin):
@@ -247,6 +253,22 @@ class AccuracyCurve(SupervisedPlugin):
 
     def after_training_exp(self, strategy, *args, **kwargs):
         self._record(strategy)
+
+
+class MemoryFit(SupervisedPlugin):
+    """How well the model already fits the replay memory when a new task starts: an example the model fits with
+    near-zero loss gives replay almost no gradient, however informative it was to learn from."""
+
+    def __init__(self, memory: ExemplarsBuffer):
+        super().__init__()
+        self.memory = memory
+        self.fits: list[dict] = []
+
+    def after_training_exp(self, strategy, *args, **kwargs):
+        # Registered after the ReplayPlugin, so the memory already holds the experience just finished.
+        rows = [self.memory.buffer[i] for i in range(len(self.memory.buffer))]
+        loss, fit = loss_and_accuracy(strategy.model, rows)
+        self.fits.append({"examples": len(rows), "loss": loss, "accuracy": fit})
 
 
 class _PerExperienceBuffer(ExemplarsBuffer):
@@ -376,8 +398,10 @@ def run_strategy(
     memory_size = settings.memory_per_task * max(1, len(data.train) - 1)
     plugins: list = [curve]
     memory = _memory(name, model, data, settings, memory_size)
+    memory_fit = None
     if memory is not None:
-        plugins.append(ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=memory))
+        memory_fit = MemoryFit(memory)
+        plugins += [ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=memory), memory_fit]
 
     epochs = settings.merged_only_epochs if name == "merged_only" else settings.epochs
     template = JointTraining if name == "joint" else Naive
@@ -410,6 +434,7 @@ def run_strategy(
         },
         "curve": curve.points,
         "experience_starts": curve.experience_starts,
+        "memory_fit": None if memory_fit is None else memory_fit.fits,
         "seconds": time.perf_counter() - started,
     }
 

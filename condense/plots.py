@@ -58,42 +58,45 @@ def forgetting_curves(results: dict, path: Path) -> None:
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
+    fig.tight_layout(rect=(0, 0.11, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     log.info("wrote %s", path)
 
 
 def accuracy_matrices(results: dict, path: Path) -> None:
-    """Heat maps of the mean accuracy matrix R[i][j] (after training on task i, accuracy on task j), one per
-    sequential strategy and scenario."""
+    """Heat maps of the mean accuracy matrix R[i][j] (after training on task i, accuracy on task j): a row per
+    scenario, a column per sequential strategy."""
     names = results["sequence"]
-    panels = [
-        (scenario, strategy, summary["accuracy_matrix"])
+    grid = {
+        scenario: {strategy: s["accuracy_matrix"] for strategy, s in by_strategy.items() if len(s["accuracy_matrix"]) == len(names)}
         for scenario, by_strategy in results["summary"].items()
-        for strategy, summary in by_strategy.items()
-        if len(summary["accuracy_matrix"]) == len(names)
-    ]
-    if not panels:
+    }
+    strategies = list(dict.fromkeys(strategy for row in grid.values() for strategy in row))
+    if not strategies:
         return
-    columns = min(5, len(panels))
-    rows = -(-len(panels) // columns)
-    size = 1.0 + 0.9 * len(names)
-    fig, axes = plt.subplots(rows, columns, figsize=(size * columns + 1, size * rows + 0.5), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (scenario, strategy, matrix) in zip(axes.flat, panels):
-        mean = np.array([[100 * cell["mean"] for cell in row] for row in matrix])
-        image = ax.imshow(mean, vmin=0, vmax=100, cmap="viridis")
-        for i in range(len(names)):
-            for j in range(len(names)):
-                ax.text(j, i, f"{mean[i, j]:.0f}", ha="center", va="center", color="white" if mean[i, j] < 60 else "black")
-        ax.set_title(f"{strategy}\n({scenario}-incremental)", fontsize=9)
-        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-        ax.set_yticks(range(len(names)), [f"after {n}" for n in names], fontsize=8)
-        ax.set_xlabel("evaluated on", fontsize=8)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="test accuracy (%)")
+    size = 1.2 + 0.8 * len(names)
+    fig, axes = plt.subplots(len(grid), len(strategies), figsize=(size * len(strategies) + 1.5, size * len(grid) + 0.6),
+                             squeeze=False, layout="constrained")
+    image = None
+    for row, (scenario, matrices) in enumerate(grid.items()):
+        for column, strategy in enumerate(strategies):
+            ax = axes[row, column]
+            if strategy not in matrices:
+                ax.axis("off")
+                continue
+            mean = np.array([[100 * cell["mean"] for cell in r] for r in matrices[strategy]])
+            image = ax.imshow(mean, vmin=0, vmax=100, cmap="viridis")
+            for i in range(len(names)):
+                for j in range(len(names)):
+                    ax.text(j, i, f"{mean[i, j]:.0f}", ha="center", va="center", color="white" if mean[i, j] < 60 else "black")
+            ax.set_title(f"{strategy}\n{scenario}-incremental", fontsize=9)
+            ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+            ax.set_yticks(range(len(names)), [f"after {n}" for n in names] if column == 0 else [], fontsize=8)
+            if row == len(grid) - 1:
+                ax.set_xlabel("evaluated on", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="test accuracy (%), mean over seeds")
     fig.savefig(path, dpi=120)
     plt.close(fig)
     log.info("wrote %s", path)

@@ -263,8 +263,15 @@ def summarize(runs: list[dict]) -> dict:
         "forward_transfer": _mean_std([run["avalanche"]["forward_transfer"] if len(run["accuracy_matrix"]) > 1 else None for run in runs]),
         "accuracy_matrix": [[_mean_std([run["accuracy_matrix"][i][j] for run in runs]) for j in range(len(finals[0]))]
                             for i in range(len(runs[0]["accuracy_matrix"]))],
+        "memory_loss": _mean_std([_memory_loss(run) for run in runs]),
         "seconds": _mean_std([run["seconds"] for run in runs]),
     }
+
+
+def _memory_loss(run: dict) -> float | None:
+    """The replay memory's mean cross-entropy when each next task starts (None without a memory)."""
+    fits = (run.get("memory_fit") or [])[:-1]  # the memory after the last task is never replayed
+    return statistics.fmean(fit["loss"] for fit in fits) if fits else None
 
 
 def _points(stat: dict | None) -> str:
@@ -277,19 +284,22 @@ def _one_line(summary: dict) -> str:
 
 
 def results_table(results: dict) -> str:
-    """Markdown: one table per scenario, a row per strategy, accuracies and transfer in points."""
+    """Markdown: one table per scenario, a row per strategy, accuracies and transfer in points, and the replay
+    memory's cross-entropy under the model when the next task starts."""
     names = results["sequence"]
     lines = []
     for scenario, by_strategy in results["summary"].items():
         lines += [
             f"**{scenario}-incremental** ({', '.join(names)}; mean ± std over seeds, accuracy in %)",
             "",
-            "| strategy | " + " | ".join(f"final {n}" for n in names) + " | average | BWT | forgetting | FWT | s/run |",
-            "|---|" + "---:|" * (len(names) + 5),
+            "| strategy | " + " | ".join(f"final {n}" for n in names) + " | average | BWT | forgetting | FWT | memory loss | s/run |",
+            "|---|" + "---:|" * (len(names) + 6),
         ]
         for strategy, s in by_strategy.items():
             cells = [_points(a) for a in s["final_accuracy"]]
             cells += [_points(s["average_accuracy"]), _points(s["bwt"]), _points(s["forgetting"]), _points(s["forward_transfer"])]
+            loss = s.get("memory_loss")
+            cells.append("—" if loss is None else f"{loss['mean']:.3f} ± {loss['std']:.3f}")
             lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {s['seconds']['mean']:.0f} |")
         lines.append("")
     return "\n".join(lines)

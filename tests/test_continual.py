@@ -120,6 +120,11 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(tiny_model_
             assert run["avalanche"]["forward_transfer"] == pytest.approx(matrix[0][1] - run["initial_accuracy"][1])
             assert run["experience_starts"][0] == 0 and len(run["experience_starts"]) == 2
         assert run["curve"][0]["iteration"] == 0 and len(run["curve"][0]["accuracy"]) == 2
+        if "replay" in run["strategy"]:
+            assert [fit["examples"] for fit in run["memory_fit"]] == [6, 12]
+            assert all(fit["loss"] >= 0 and 0 <= fit["accuracy"] <= 1 for fit in run["memory_fit"])
+        else:
+            assert run["memory_fit"] is None
     summary = saved["summary"]["class"]["naive"]
     assert summary["bwt"]["n"] == 2 and summary["final_accuracy"][0]["n"] == 2
     assert saved["summary"]["task"]["joint"]["bwt"] is None
