@@ -38,6 +38,7 @@ from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, forward_transfer_metrics
 from avalanche.training import JointTraining, Naive
+from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from avalanche.training.storage_policy import (
     ExemplarsBuffer,
@@ -378,7 +379,9 @@ def run_strategy(
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose from {list(STRATEGIES)}")
     started = time.perf_counter()
-    torch.manual_seed(seed)  # the heads' init, the data order and the random buffer's picks
+    # torch, numpy and Python's random: the heads' init, the data order, and the random buffer's picks (Avalanche's
+    # RandomExemplarsSelectionStrategy shuffles with Python's random).
+    RNGManager.set_random_seeds(seed)
     layout = data.layout
     model = ContinualClassifier(encoder, settings.trainable_layers, layout)
     bench = benchmark(data.train, data.test, layout)

@@ -184,3 +184,20 @@ def test_bad_configs_fail_before_any_training(tiny_model_dirs, tiny_task_dir, ti
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(ValueError, match=r"no task config .* for 'agnews'; known tasks: \['ag_news'"):
         run_module.task_config("agnews")
+
+
+@pytest.mark.parametrize("sequence", ["agnews_then_sst2", "sst2_then_agnews", "rt_then_imdb", "four_tasks"])
+def test_every_sequence_config_names_known_tasks_and_a_run_folder(sequence):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("run", overrides=[f"task_sequence={sequence}"])
+    names = [run_module.task_config(entry).name for entry in cfg.task_sequence.tasks]
+    assert len(names) >= 2 and cfg.out == "runs/continual/" + "_then_".join(names)
+    assert cfg.distill.params == "last_n_layers" and cfg.distill.n_layers == cfg.continual.trainable_layers
+
+
+def test_a_strategy_run_is_reproducible_from_its_seed(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
+    overrides = ("continual.strategies=[random_replay]", "continual.scenarios=[class]", "continual.seeds=[3]")
+    first = run_sequence(sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "a", *overrides))
+    second = run_sequence(sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "b", *overrides))
+    for a, b in zip(first["runs"], second["runs"]):
+        assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["curve"] == b["curve"] and a["memory_fit"] == b["memory_fit"]
