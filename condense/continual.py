@@ -188,12 +188,13 @@ class ContinualClassifier(nn.Module):
         sizes = layout.num_classes if layout.scenario == "task" else [layout.width]
         self.heads = nn.ModuleList(nn.Linear(encoder.hidden_size, size) for size in sizes)
         self.width = layout.width
+        self.per_task = layout.scenario == "task"
 
     def forward(self, batch) -> torch.Tensor:
         mask = batch["attention_mask"]
         hidden = self.blocks(inputs_embeds=batch["hidden_states"], attention_mask=mask).last_hidden_state
         features = self.pool(hidden, mask)
-        if len(self.heads) == 1:
+        if not self.per_task:
             return self.heads[0](features)
         logits = features.new_full((len(features), self.width), _OUTSIDE_TASK)
         for task, head in enumerate(self.heads):
