@@ -140,8 +140,11 @@ def continual_section(results: dict) -> list[str]:
         "",
     ]
     wall = results.get("benchmark", {}).get("wall_seconds", results["seconds"])
-    lines += ["| bar | measured | met |", "|---|---|---|",
-              f"| default command ≤ 20 min (distilled sets cached) | {wall / 60:.1f} min | {'yes' if wall <= 1200 else 'no'} |"]
+    lines += ["| bar | measured | met |", "|---|---|---|"]
+    if results["config"].get("overrides"):  # the time bar is about the default command only
+        lines.append(f"| wall time of this command (not the default; includes distilling any uncached sets) | {wall / 60:.1f} min | — |")
+    else:
+        lines.append(f"| default command ≤ 20 min (distilled sets cached) | {wall / 60:.1f} min | {'yes' if wall <= 1200 else 'no'} |")
     for scenario in summary:
         for form in ("distilled_replay", "distilled_text_replay"):
             if form in summary[scenario] and "random_replay" in summary[scenario]:
