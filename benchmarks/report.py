@@ -8,12 +8,12 @@ Nothing here is typed by hand: every figure in the page is read from a results f
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 
 import yaml
 
 from condense import run as run_module
+from condense.evaluate import summarize
 from condense.plots import accuracy_matrices, forgetting_curves
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,9 +78,7 @@ def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, 
         return {r["seed"]: r["accuracy_matrix"][-1][task] - r["accuracy_matrix"][task][task]
                 for r in runs if r["scenario"] == scenario and r["strategy"] == strategy}
     a, b = bwt(better), bwt(worse)
-    differences = [a[seed] - b[seed] for seed in sorted(a) if seed in b]
-    std = statistics.stdev(differences) if len(differences) > 1 else 0.0
-    return {"mean": statistics.fmean(differences), "std": std, "n": len(differences)}
+    return summarize([a[seed] - b[seed] for seed in sorted(a) if seed in b])
 
 
 def reading(results: dict) -> list[str]:

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def _curves(runs: list[dict], n_tasks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _curves(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Iterations, and mean and std over seeds of each task's accuracy there (seeds share the schedule)."""
     iterations = np.array([p["iteration"] for p in runs[0]["curve"]])
     accuracy = np.array([[p["accuracy"] for p in run["curve"]] for run in runs if len(run["curve"]) == len(iterations)])
@@ -35,7 +35,7 @@ def forgetting_curves(results: dict, path: Path) -> None:
             runs = [r for r in results["runs"] if r["scenario"] == scenario and r["strategy"] == strategy]
             if not runs or not runs[0]["curve"]:
                 continue
-            iterations, mean, std = _curves(runs, len(names))
+            iterations, mean, std = _curves(runs)
             if strategy == "merged_only":
                 # Trained once on a few examples for many epochs: its own schedule; drawn as its final accuracy.
                 for task in range(len(names)):

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from condense.artifact import DistilledSet, to_jsonable
 from condense.continual import SCENARIOS, STRATEGIES, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.data import Task, stratified_indices, task_from_config
+from condense.evaluate import summarize as summarize_values
 from condense.features import cache_dir, text_hidden_states, tokenize
 from condense.merge import merge_distilled
 from condense.models import Encoder, hidden_states_below, load_encoder
@@ -242,10 +243,9 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
 
 
 def _mean_std(values: list[float | None]) -> dict | None:
+    """Mean, std and count of the values that exist; None when none does."""
     values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return summarize_values(values) if values else None
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -255,12 +255,17 @@ def summarize(runs: list[dict]) -> dict:
     model is trained once, so it has no "before" to forget from).
     """
     finals = [run["accuracy_matrix"][-1] for run in runs]
+    sequential = [run for run in runs if len(run["accuracy_matrix"]) > 1]
+
+    def transfer(key: str) -> dict | None:
+        return _mean_std([run["avalanche"][key] for run in sequential])
+
     return {
         "final_accuracy": [_mean_std([f[task] for f in finals]) for task in range(len(finals[0]))],
         "average_accuracy": _mean_std([statistics.fmean(f) for f in finals]),
-        "bwt": _mean_std([run["avalanche"]["bwt"] if len(run["accuracy_matrix"]) > 1 else None for run in runs]),
-        "forgetting": _mean_std([run["avalanche"]["forgetting"] if len(run["accuracy_matrix"]) > 1 else None for run in runs]),
-        "forward_transfer": _mean_std([run["avalanche"]["forward_transfer"] if len(run["accuracy_matrix"]) > 1 else None for run in runs]),
+        "bwt": transfer("bwt"),
+        "forgetting": transfer("forgetting"),
+        "forward_transfer": transfer("forward_transfer"),
         "accuracy_matrix": [[_mean_std([run["accuracy_matrix"][i][j] for run in runs]) for j in range(len(finals[0]))]
                             for i in range(len(runs[0]["accuracy_matrix"]))],
         "memory_loss": _mean_std([_memory_loss(run) for run in runs]),
