@@ -94,6 +94,13 @@ def distilled_set(cfg: DictConfig, encoder: Encoder, task: Task, real: RealData 
     return distilled
 
 
+def cached_distillation_dir(groups: dict, label: str) -> Path:
+    """Where the distilled set of these ``task``, ``model`` and ``distill`` configs is kept, keyed by their hash."""
+    key = json.dumps(to_jsonable(groups), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return cache_dir() / "distilled" / f"{label}-{digest}"
+
+
 def finished_distillation(out: Path, cfg: DictConfig) -> DistilledSet | None:
     """The artefact already in ``out`` when it was distilled with the same task, model and distill config."""
     if not (out / "meta.json").exists():

@@ -9,7 +9,6 @@ scenario over every seed, and writes ``results.json``, ``results.md``, ``forgett
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -30,10 +29,10 @@ from condense.artifact import DistilledSet, to_jsonable
 from condense.continual import SCENARIOS, STRATEGIES, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.data import Task, stratified_indices, task_from_config
 from condense.evaluate import summarize as summarize_values
-from condense.features import cache_dir, text_hidden_states, tokenize
+from condense.features import text_hidden_states, tokenize
 from condense.merge import merge_distilled
 from condense.models import Encoder, hidden_states_below, load_encoder
-from condense.pipeline import CONFIG_DIR, distilled_set, fixed_subsample
+from condense.pipeline import CONFIG_DIR, cached_distillation_dir, distilled_set, fixed_subsample
 from condense.plots import accuracy_matrices, forgetting_curves
 
 log = logging.getLogger(__name__)
@@ -73,9 +72,7 @@ def distill_config(cfg: DictConfig, task_cfg: DictConfig, task: Task, form: str)
     """The single-task config whose distilled set has ``memory_per_task`` examples, in the given form."""
     distill = OmegaConf.merge(cfg.distill, {"ipc": cfg.continual.memory_per_task // task.num_classes, "projection": FORMS[form]})
     groups = {"task": task_cfg, "model": cfg.model, "distill": distill}
-    key = json.dumps(to_jsonable(groups), sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    out = cache_dir() / "distilled" / f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}-{digest}"
+    out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
     return OmegaConf.create({**groups, "threads": cfg.threads, "out": str(out)})
 
 
