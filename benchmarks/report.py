@@ -7,12 +7,14 @@ Nothing here is typed by hand: every figure in the page is read from a results f
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
 import yaml
 
 from condense import run as run_module
+from condense.bench import EXPERIMENTS
 from condense.evaluate import summarize
 from condense.plots import accuracy_matrices, forgetting_curves
 
@@ -70,6 +72,30 @@ def bar_rows(report: dict) -> list[str]:
             f"| decoded text − best real subset (points) | {100 * (decoded - learned[best]['mean']):+.1f} ({best}) |",
         ]
     return rows
+
+
+def bench_sections() -> list[str]:
+    """The analysis suite (``python -m condense.bench``): its cost table, then each experiment's own section."""
+    suite = {name: json.loads((RESULTS / f"bench_{name}.json").read_text())
+             for name in EXPERIMENTS if (RESULTS / f"bench_{name}.json").exists()}
+    if not suite:
+        return []
+    lines = [
+        "## Analysis suite: what each experiment cost", "",
+        "Each experiment is one command; `python -m condense.bench all` runs them in this order, sharing cached distilled "
+        "sets. Minutes are each command's wall time; `sets distilled` counts the sets it distilled itself and those it "
+        "found cached (made by an earlier experiment of the same run, or an earlier run).", "",
+        "| experiment | command | preset | minutes | sets distilled / reused from cache |", "|---|---|---|---:|---:|",
+    ]
+    for name, results in suite.items():
+        ledger = results["distillation"]
+        lines.append(f"| {name} | `{results['command']}` | {results['preset']} | {results['seconds'] / 60:.1f} | "
+                     f"{ledger['distilled_now']} / {ledger['reused']} |")
+    total = sum(results["seconds"] for results in suite.values()) / 60
+    lines += [f"| **all** | | | **{total:.1f}** | |", ""]
+    for name, results in suite.items():
+        lines += importlib.import_module(f"condense.bench.{name}").report(results, FIGURES)
+    return lines
 
 
 def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, task: int = 0) -> dict:
@@ -194,6 +220,7 @@ def main() -> None:
 
     for path in sorted(RESULTS.glob("continual_*.json")):
         lines += continual_section(json.loads(path.read_text()))
+    lines += bench_sections()
 
     lines += ["## Bar summary (head mode, 1 example per class)", "", "| measure | " + " | ".join(reports) + " |",
               "|---|" + "---:|" * len(reports)]

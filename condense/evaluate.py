@@ -70,6 +70,8 @@ class FinetuneRecipe:
     # A few epochs of a 4-example set are a few steps, too few to move a fresh head at all; tiny sets get at
     # least this many steps, so the recipe measures the data and not the step count.
     min_steps: int = 30
+    params: str = "all"  # the encoder weights it trains with the head: all | last_n_layers
+    n_layers: int = 1  # for last_n_layers
 
 
 def summarize(accuracies: list[float]) -> dict[str, float]:
@@ -131,8 +133,10 @@ def learned_protocol(
 def finetune(
     encoder: Encoder, train: TrainingSet, recipe: FinetuneRecipe, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """All parameters and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
-    names = encoder_param_names(encoder.model, "all")
+    """The recipe's encoder weights and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
+    if recipe.params == "head":
+        raise ValueError("the fine-tuning recipe trains encoder weights: params must be all or last_n_layers")
+    names = encoder_param_names(encoder.model, recipe.params, recipe.n_layers)
     head = init_head(encoder.hidden_size, train.soft_labels.shape[1], generator, encoder.dtype)
     head = {k: v.requires_grad_(True) for k, v in head.items()}
     weights = encoder_params(encoder, names)
@@ -188,16 +192,30 @@ def linear_probe(
 ) -> dict[str, float]:
     """A linear head trained to convergence (full-batch Adam) on all training features: the head-mode reference."""
     accuracies = []
-    num_classes = int(train_labels.max()) + 1
     for init in range(n_inits):
-        generator = torch.Generator().manual_seed(seed + init)
-        params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator).items()}
-        optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
-        for _ in range(steps):
-            loss = F.cross_entropy(linear_head(train_features, params), train_labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+        params = probe_head(train_features, train_labels, seed + init, steps=steps, lr=lr, weight_decay=weight_decay)
         with torch.no_grad():
             accuracies.append((linear_head(test.features, params).argmax(-1) == test.labels).float().mean().item())
     return summarize(accuracies)
+
+
+def probe_head(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    seed: int,
+    *,
+    steps: int = 500,
+    lr: float = 0.01,
+    weight_decay: float = 1e-4,
+) -> dict[str, torch.Tensor]:
+    """One head of :func:`linear_probe`, from the fresh init drawn with ``seed``; returns its trained parameters."""
+    num_classes = int(train_labels.max()) + 1
+    generator = torch.Generator().manual_seed(seed)
+    params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator).items()}
+    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+    for _ in range(steps):
+        loss = F.cross_entropy(linear_head(train_features, params), train_labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return {k: v.detach() for k, v in params.items()}

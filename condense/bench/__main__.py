@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from condense.artifact import to_jsonable
-from condense.bench import EXPERIMENTS
+from condense.bench import EXPERIMENTS, common
 from condense.pipeline import CONFIG_DIR
 from condense.run import machine
 
@@ -34,6 +34,7 @@ def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
         raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)} or 'all'")
     module = importlib.import_module(f"condense.bench.{name}")
     torch.set_num_threads(cfg.threads)
+    common.LEDGER.clear()
     started = time.perf_counter()
     results = module.run(cfg)
     results = {
@@ -42,6 +43,7 @@ def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
         "preset": cfg.bench.name,
         "machine": machine(),
         "seconds": time.perf_counter() - started,
+        "distillation": common.ledger_summary(),
         "config": to_jsonable(cfg),
         **results,
     }

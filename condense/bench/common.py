@@ -9,8 +9,11 @@ experiments share their sets: the scaling run's k=1 set, for instance, is the on
 from __future__ import annotations
 
 import logging
+import math
+import statistics
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -18,10 +21,17 @@ from omegaconf import DictConfig, OmegaConf
 from condense.artifact import DistilledSet
 from condense.data import Task, task_from_config
 from condense.distill import DistillConfig, RealData
-from condense.evaluate import HeldOutData
-from condense.features import text_features
+from condense.evaluate import HeldOutData, TrainingSet, learned_protocol
+from condense.features import text_features, tokenize
 from condense.models import Encoder, load_encoder
-from condense.pipeline import cached_distillation_dir, distilled_set, evaluate_against_baselines, held_out_data, real_data
+from condense.pipeline import (
+    cached_distillation_dir,
+    distilled_set,
+    evaluate_against_baselines,
+    finished_distillation,
+    held_out_data,
+    real_data,
+)
 from condense.run import task_config
 
 log = logging.getLogger(__name__)
@@ -78,11 +88,33 @@ def distill_settings(data: TaskData, **overrides) -> DictConfig:
     return cfg
 
 
+# Every set an experiment asked for, and whether it came from the cache: a run that reuses sets is faster than a
+# cold one, and its results file says by how much (``distillation`` in ``bench_<experiment>.json``).
+LEDGER: list[dict] = []
+
+
 def distilled(data: TaskData, **overrides) -> DistilledSet:
     """The task's distilled set under ``overrides`` of the distill config (``ipc``, ``seed``, ...), cached on disk."""
     cfg = distill_settings(data, **overrides)
     config = DistillConfig(**cfg.distill)
-    return distilled_set(cfg, data.encoder, data.task, data.real(config))
+    reused = finished_distillation(Path(cfg.out), cfg) is not None
+    result = distilled_set(cfg, data.encoder, data.task, data.real(config))
+    LEDGER.append({"set": Path(cfg.out).name, "reused": reused, "seconds": result.meta["progress"]["seconds"]})
+    return result
+
+
+def ledger_summary() -> dict:
+    """Distillation seconds spent in this run and seconds saved by reusing cached sets (each set counted once)."""
+    first_use: dict[str, dict] = {}
+    for entry in LEDGER:
+        first_use.setdefault(entry["set"], entry)
+    unique = first_use.values()
+    return {
+        "distilled_now": sum(1 for e in unique if not e["reused"]),
+        "seconds_now": sum(e["seconds"] for e in unique if not e["reused"]),
+        "reused": sum(1 for e in unique if e["reused"]),
+        "seconds_reused": sum(e["seconds"] for e in unique if e["reused"]),
+    }
 
 
 def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[str], n_inits: int, finetune_inits: int = 0) -> dict:
@@ -117,3 +149,38 @@ def section_header(results: dict, title: str) -> list[str]:
         f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}.",
         "",
     ]
+
+
+def embedding_form(distilled_set_: DistilledSet) -> TrainingSet:
+    return TrainingSet(distilled_set_.attention_mask, distilled_set_.soft_labels, inputs_embeds=distilled_set_.embeddings)
+
+
+def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor, seq_len: int = 0) -> TrainingSet:
+    """``texts`` re-tokenised, as any user of decoded or real text would train on them."""
+    tokens = tokenize(data.encoder, texts, max(data.cfg.task.max_length, seq_len))
+    return TrainingSet(tokens["attention_mask"], soft_labels, input_ids=tokens["input_ids"])
+
+
+def learned_accuracy(data: TaskData, train: TrainingSet, inner_lrs: torch.Tensor, inner: dict, n_inits: int) -> dict:
+    """Test accuracy under a distilled set's inner protocol (``meta["inner"]``), over ``n_inits`` fresh models."""
+    return learned_protocol(
+        data.encoder, train, data.test, inner_lrs, params=inner["params"], n_layers=inner["n_layers"],
+        optimizer=inner["optimizer"], n_inits=n_inits, seed=data.cfg.eval.seed,
+    )
+
+
+def pooled(summaries: list[dict]) -> dict:
+    """Mean ± std over every fresh model of every seed, from per-seed summaries; also the std of the seed means."""
+    counts = [s["n"] for s in summaries]
+    total = sum(counts)
+    mean = sum(s["mean"] * n for s, n in zip(summaries, counts)) / total
+    within = sum((n - 1) * s["std"] ** 2 for s, n in zip(summaries, counts))
+    between = sum(n * (s["mean"] - mean) ** 2 for s, n in zip(summaries, counts))
+    seed_means = [s["mean"] for s in summaries]
+    return {
+        "mean": mean,
+        "std": math.sqrt((within + between) / max(total - 1, 1)),
+        "n": total,
+        "seeds": len(summaries),
+        "std_over_seeds": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
+    }

@@ -1,0 +1,374 @@
+"""Qualitative study: what the distilled examples say, and how they differ from real text of their class.
+
+For each task and distillation seed, every distilled example of the studied set with its soft label and
+decoded text; the real training examples nearest to it in the frozen encoder's feature space; statistics of
+its tokens against real text of its class cut to the same length; and the confidence of full-data linear
+probes (the head-mode reference of ``condense.evaluate``) on it, on its neighbours and on that real text.
+
+Real comparison text is built like the distilled set's initialisation (``condense.distill.initial_set``):
+random training texts of the class, concatenated until the distilled examples' token budget is full, each
+text used once. Distillation starts from exactly such text, so the comparison shows what it changed; and
+equal lengths keep length-dependent statistics (repeated tokens, token count) comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from condense.artifact import DistilledSet
+from condense.bench.common import TaskData, points, section_header, studied_set, task_data
+from condense.evaluate import probe_head, summarize
+from condense.features import cache_dir, text_features
+from condense.models import linear_head
+
+log = logging.getLogger(__name__)
+
+TOKEN_STATISTICS = {  # key of token_statistics -> how the report names it
+    "stop_words": "stop words, % of words",
+    "repeated": "repeated tokens, % of tokens",
+    "subwords": "subword pieces (##), % of tokens",
+    "punctuation": "punctuation, % of tokens",
+    "tokens": "tokens",
+}
+DISPLAY_CHARS = 160  # of a text in a table cell; the results file keeps it whole
+
+
+def token_statistics(tokens: list[str]) -> dict[str, float]:
+    """Statistics of one example's WordPiece tokens (shares in [0, 1]; 0 when there is nothing to count).
+
+    * ``stop_words``: share of its words in scikit-learn's English stop-word list. Words are the tokens with
+      their ``##`` continuation pieces joined back on, lower-cased. Punctuation is left out of this share
+      (neither stop word nor word), so text full of commas does not look like content: it has its own share.
+    * ``repeated``: share of tokens that already occurred earlier in the same example.
+    * ``subwords``: share of ``##`` continuation pieces.
+    * ``punctuation``: share of tokens with no letter or digit.
+    * ``tokens``: how many tokens.
+    """
+    words: list[str] = []
+    punctuation = 0
+    for token in tokens:
+        if token.startswith("##") and words:
+            words[-1] += token[2:]
+        elif any(ch.isalnum() for ch in token):
+            words.append(token)
+        else:
+            punctuation += 1
+    seen: set[str] = set()
+    repeated = 0
+    for token in tokens:
+        repeated += token in seen
+        seen.add(token)
+    stop_words = sum(word.lower() in ENGLISH_STOP_WORDS for word in words)
+    return {
+        "stop_words": _share(stop_words, len(words)),
+        "repeated": _share(repeated, len(tokens)),
+        "subwords": _share(sum(token.startswith("##") for token in tokens), len(tokens)),
+        "punctuation": _share(punctuation, len(tokens)),
+        "tokens": float(len(tokens)),
+    }
+
+
+def _share(count: int, total: int) -> float:
+    return count / total if total else 0.0
+
+
+def nearest_neighbours(queries: torch.Tensor, references: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosine similarities (Q, k), most similar first, and the indices into ``references`` of the ``k`` nearest."""
+    similarities = F.normalize(queries, dim=-1) @ F.normalize(references, dim=-1).T
+    return similarities.topk(min(k, len(references)), dim=-1)
+
+
+def probe_heads(data: TaskData, n_inits: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Full-data linear probes from ``n_inits`` fresh inits: with ``seed = eval.seed`` the very heads whose test
+    accuracy is the ``full`` reference in ``metrics.json``.
+
+    Each costs 500 full-batch steps over every training feature (~15-30 s on a 2-core CPU), most of this
+    experiment's time, so each head is cached on disk, keyed by the training features and labels themselves and
+    by :func:`probe_head`'s signature (its default steps, lr and weight decay).
+    """
+    digest = hashlib.sha256(str(inspect.signature(probe_head)).encode())
+    for tensor in (data.train_features, data.train_labels):
+        digest.update(tensor.contiguous().numpy().tobytes())
+    heads = []
+    for head_seed in range(seed, seed + n_inits):
+        path = cache_dir() / "probes" / f"{data.name}-{digest.hexdigest()[:24]}-seed{head_seed}.safetensors"
+        if path.exists():
+            heads.append(load_file(path))
+            continue
+        log.info("%s: training a full-data linear probe (seed %d)", data.name, head_seed)
+        heads.append(probe_head(data.train_features, data.train_labels, head_seed))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        save_file({name: tensor.contiguous() for name, tensor in heads[-1].items()}, temporary)
+        temporary.replace(path)
+    return heads
+
+
+def probe_outputs(
+    heads: list[dict[str, torch.Tensor]], features: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each head's probability of ``labels`` and its predicted class, both (heads, examples)."""
+    with torch.no_grad():
+        probabilities = torch.stack([linear_head(features, head).softmax(-1) for head in heads])
+    confidence = probabilities.gather(-1, labels.expand(len(heads), -1).unsqueeze(-1)).squeeze(-1)
+    return confidence, probabilities.argmax(-1)
+
+
+def real_windows(data: TaskData, label: int, count: int, length: int, generator: torch.Generator) -> list[str]:
+    """Up to ``count`` real texts of class ``label`` of ``length`` tokens, made like the distilled set's init."""
+    tokenizer = data.encoder.tokenizer
+    texts = data.task.train["text"]
+    members = torch.nonzero(data.train_labels == label).flatten()
+    windows: list[str] = []
+    ids: list[int] = []
+    for index in members[torch.randperm(len(members), generator=generator)].tolist():
+        ids += tokenizer(texts[index], add_special_tokens=False)["input_ids"]
+        if len(ids) >= length:
+            windows.append(_decoded(data, ids[:length]))
+            ids = []
+            if len(windows) == count:
+                return windows
+    if ids:  # the class ran out of text: a shorter last window beats a class without one
+        windows.append(_decoded(data, ids))
+    return windows
+
+
+def _decoded(data: TaskData, ids: list[int]) -> str:
+    # As condense.decode.decode_texts writes the distilled text, so both sides are tokenized alike again.
+    return data.encoder.tokenizer.decode(ids, skip_special_tokens=True).strip()
+
+
+def token_budget(data: TaskData) -> int:
+    """Content tokens of a distilled example: the set's ``seq_len`` less the special tokens around the text."""
+    prefix, suffix = data.encoder.special_tokens()
+    return data.cfg.distill.seq_len - len(prefix) - len(suffix)
+
+
+def study_set(
+    data: TaskData, distilled: DistilledSet, heads: list[dict[str, torch.Tensor]], n_neighbours: int
+) -> list[dict]:
+    """One entry per distilled example, ordered by class: soft label, text, neighbours, statistics, confidence."""
+    names = data.task.label_names
+    if distilled.texts is None:
+        raise ValueError(f"the studied set of {data.name} has no decoded texts to study")
+    texts = distilled.texts
+    features = text_features(data.encoder, texts, data.cfg.task.max_length, f"{data.name} decoded distilled texts")
+    confidence, predicted = probe_outputs(heads, features, distilled.labels)
+    similarities, indices = nearest_neighbours(features, data.train_features, n_neighbours)
+    neighbour_labels = data.train_labels[indices]
+    neighbour_confidence, neighbour_predicted = probe_outputs(
+        heads, data.train_features[indices.flatten()], neighbour_labels.flatten()
+    )
+    train_texts = data.task.train["text"]
+    examples = []
+    for i in sorted(range(len(texts)), key=lambda i: int(distilled.labels[i])):
+        label = int(distilled.labels[i])
+        neighbours = []
+        for j in range(indices.shape[1]):
+            flat = i * indices.shape[1] + j
+            neighbours.append({
+                "index": int(indices[i, j]),
+                "text": train_texts[int(indices[i, j])],
+                "label": names[int(neighbour_labels[i, j])],
+                "similarity": float(similarities[i, j]),
+                "confidence": summarize(neighbour_confidence[:, flat].tolist()),
+                "predicted": [names[p] for p in neighbour_predicted[:, flat].tolist()],
+            })
+        examples.append({
+            "index": i,
+            "class": names[label],
+            "soft_label": {name: float(p) for name, p in zip(names, distilled.soft_labels[i].tolist())},
+            "text": texts[i],
+            "statistics": token_statistics(data.encoder.tokenizer.tokenize(texts[i])),
+            "confidence": summarize(confidence[:, i].tolist()),
+            "predicted": [names[p] for p in predicted[:, i].tolist()],
+            "neighbours": neighbours,
+        })
+    return examples
+
+
+def real_comparison(
+    data: TaskData, heads: list[dict[str, torch.Tensor]], per_class: int, length: int, seed: int
+) -> dict[str, dict]:
+    """Token statistics of real windows and the probes' confidence in their class, per class and over all."""
+    generator = torch.Generator().manual_seed(seed)
+    names = data.task.label_names
+    windows = {label: real_windows(data, label, per_class, length, generator) for label in range(len(names))}
+    texts = [text for label in windows for text in windows[label]]
+    labels = torch.tensor([label for label in windows for _ in windows[label]])
+    features = text_features(data.encoder, texts, data.cfg.task.max_length, f"{data.name} real windows")
+    confidence, predicted = probe_outputs(heads, features, labels)
+    stats = [token_statistics(data.encoder.tokenizer.tokenize(text)) for text in texts]
+
+    def summary(rows: list[int]) -> dict:
+        return {
+            "examples": len(rows),
+            "statistics": {key: summarize([stats[r][key] for r in rows]) for key in TOKEN_STATISTICS},
+            # Per window, the mean over probes: the spread is then over windows, as for the distilled examples.
+            "confidence": summarize(confidence[:, rows].mean(0).tolist()),
+            "predicted_as_class": (predicted[:, rows] == labels[rows]).float().mean().item(),
+        }
+
+    classes = {name: summary((labels == label).nonzero().flatten().tolist()) for label, name in enumerate(names)}
+    return {"classes": classes, "overall": summary(list(range(len(texts))))}
+
+
+def distilled_summary(examples: list[dict]) -> dict:
+    """Token statistics and confidence of distilled examples (of all seeds) and of their nearest real examples."""
+    neighbours = [n for e in examples for n in e["neighbours"]]
+    return {
+        "examples": len(examples),
+        "statistics": {key: summarize([e["statistics"][key] for e in examples]) for key in TOKEN_STATISTICS},
+        "confidence": summarize([e["confidence"]["mean"] for e in examples]),
+        "predicted_as_class": statistics.fmean(p == e["class"] for e in examples for p in e["predicted"]),
+        "neighbour_confidence": summarize([n["confidence"]["mean"] for n in neighbours]),
+        "neighbour_similarity": summarize([n["similarity"] for n in neighbours]),
+        "neighbours_of_same_class": statistics.fmean(
+            n["label"] == e["class"] for e in examples for n in e["neighbours"]
+        ),
+    }
+
+
+def study_task(cfg: DictConfig, data: TaskData) -> dict:
+    """Every distilled example of the task's studied sets (one per ``bench.seeds``), and real text to compare."""
+    settings = cfg.bench.qualitative
+    heads = probe_heads(data, settings.probe_inits, cfg.eval.seed)
+    with torch.no_grad():
+        predictions = [linear_head(data.test.features, head).argmax(-1) for head in heads]
+    test_accuracy = [(predicted == data.test.labels).float().mean().item() for predicted in predictions]
+    length = token_budget(data)
+    seeds = {}
+    for seed in cfg.bench.seeds:
+        log.info("%s: studying the distilled set of seed %d", data.name, seed)
+        seeds[str(seed)] = study_set(data, studied_set(cfg, data, seed), heads, settings.neighbours)
+    every_example = [e for examples in seeds.values() for e in examples]
+    real = real_comparison(data, heads, settings.real_sample, length, cfg.eval.seed)
+    return {
+        "label_names": list(data.task.label_names),
+        "token_budget": length,
+        "probe": {"inits": settings.probe_inits, "seed": cfg.eval.seed, "test_accuracy": summarize(test_accuracy)},
+        "seeds": seeds,
+        "classes": {
+            name: {
+                "distilled": distilled_summary([e for e in every_example if e["class"] == name]),
+                "real": real["classes"][name],
+            }
+            for name in data.task.label_names
+        },
+        "overall": {"distilled": distilled_summary(every_example), "real": real["overall"]},
+    }
+
+
+def run(cfg: DictConfig) -> dict:
+    tasks = {}
+    for entry in cfg.bench.tasks:
+        data = task_data(cfg, entry)
+        tasks[data.name] = study_task(cfg, data)
+    return {"tasks": tasks}
+
+
+def report(results: dict, figures: Path) -> list[str]:
+    tasks = results["tasks"]
+    any_task = next(iter(tasks.values()))
+    inits = any_task["probe"]["inits"]
+    lines = section_header(results, "Qualitative: what the distilled text says")
+    lines += [
+        "Every distilled example of the studied sets, decoded to its nearest tokens. *Probe confidence* is the "
+        f"probability that full-data linear probes on the frozen features (mean ± std over {inits} probe seeds) give "
+        "the example's class, in %, with their prediction when it is another class; the nearest real training "
+        "examples are by cosine similarity of frozen features. Real text for comparison is random training text "
+        "of the same class concatenated to the distilled examples' length, as distillation starts from; stop "
+        "words are the share of words (WordPiece pieces joined, punctuation left out) in scikit-learn's English "
+        "list, repeated tokens occurred earlier in the same example. Decoding keeps only tokens that survive a text "
+        "round trip (`condense.decode`), which rules `##` pieces out: distilled text has none by construction.",
+        "",
+    ]
+    for name, task in tasks.items():
+        lines += [f"### {name}", "", *example_table(task), "", *statistics_table(task), "", reading(name, task), ""]
+    return lines
+
+
+def example_table(task: dict) -> list[str]:
+    several_seeds = len(task["seeds"]) > 1
+    header = ["class", "soft label", "decoded distilled text", "probe confidence, %"]
+    header.append("nearest real training examples (label, cosine)")
+    if several_seeds:
+        header.insert(1, "seed")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = sorted(((e["class"], seed, e) for seed, examples in task["seeds"].items() for e in examples),
+                  key=lambda row: (task["label_names"].index(row[0]), row[1]))
+    for name, seed, example in rows:
+        predicted = Counter(example["predicted"]).most_common(1)[0][0]
+        confidence = points(example["confidence"]) + ("" if predicted == name else f" (predicted: {predicted})")
+        neighbours = "<br>".join(
+            f"{cell(n['text'])} ({n['label']}, {n['similarity']:.2f})" for n in example["neighbours"]
+        )
+        soft = ", ".join(f"{label}: {p:.2f}" for label, p in example["soft_label"].items())
+        cells = [cell(name), cell(soft), cell(example["text"]), confidence, neighbours]
+        if several_seeds:
+            cells.insert(1, seed)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def statistics_table(task: dict) -> list[str]:
+    distilled, real = task["overall"]["distilled"], task["overall"]["real"]
+    lines = [
+        f"| mean ± std over examples | distilled ({distilled['examples']} examples, {len(task['seeds'])} seeds) "
+        f"| real, same length ({real['examples']} examples) |",
+        "|---|---|---|",
+    ]
+    for key, label in TOKEN_STATISTICS.items():
+        distilled_value, real_value = _value(key, distilled["statistics"][key]), _value(key, real["statistics"][key])
+        lines.append(f"| {label} | {distilled_value} | {real_value} |")
+    lines += [
+        f"| probe confidence in the class, % | {points(distilled['confidence'])} | {points(real['confidence'])} |",
+        f"| predicted as the class, % | {100 * distilled['predicted_as_class']:.0f} "
+        f"| {100 * real['predicted_as_class']:.0f} |",
+        f"| nearest real examples of the same class, % | {100 * distilled['neighbours_of_same_class']:.0f} | — |",
+    ]
+    return lines
+
+
+def _value(key: str, summary: dict) -> str:
+    return f"{summary['mean']:.1f} ± {summary['std']:.1f}" if key == "tokens" else points(summary)
+
+
+def reading(name: str, task: dict) -> str:
+    distilled, real = task["overall"]["distilled"], task["overall"]["real"]
+    d, r = distilled["statistics"], real["statistics"]
+
+    def pair(key: str, what: str) -> str:
+        return f"{100 * d[key]['mean']:.0f}% {what} against {100 * r[key]['mean']:.0f}%"
+
+    return (
+        f"On {name}, distilled text has {pair('stop_words', 'stop words')} in real text of its class and length, "
+        f"{pair('repeated', 'repeated tokens')}, {pair('subwords', 'subword pieces')} and "
+        f"{pair('punctuation', 'punctuation')}. The probes (test accuracy {points(task['probe']['test_accuracy'])}%) "
+        "give a "
+        f"distilled example {100 * distilled['confidence']['mean']:.0f}% confidence in its class on average, real "
+        f"text {100 * real['confidence']['mean']:.0f}%, and predict its class for "
+        f"{100 * distilled['predicted_as_class']:.0f}% of distilled examples against "
+        f"{100 * real['predicted_as_class']:.0f}% of real text; "
+        f"{100 * distilled['neighbours_of_same_class']:.0f}% of their nearest real training examples are of the same "
+        f"class (mean cosine {distilled['neighbour_similarity']['mean']:.2f})."
+    )
+
+
+def cell(text: str) -> str:
+    """``text`` fit for a Markdown table cell: one line, pipes escaped, cut to :data:`DISPLAY_CHARS`."""
+    text = " ".join(text.split())
+    if len(text) > DISPLAY_CHARS:
+        text = text[: DISPLAY_CHARS - 1].rstrip() + "…"
+    return text.replace("|", "\\|")

@@ -1,0 +1,191 @@
+"""The compute-saved experiment: plumbing on a tiny model and task, and the savings arithmetic on hand-made curves."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from condense.bench.__main__ import run_experiment
+from condense.bench.common import studied_set, task_data
+from condense.bench.compute import (
+    break_even,
+    eval_steps,
+    finetune_examples,
+    report,
+    savings,
+    stream_batches,
+    time_to_accuracy,
+)
+from condense.evaluate import FinetuneRecipe, shuffled_batches
+from condense.pipeline import CONFIG_DIR
+
+TINY_SET_SIZE = 3  # the tiny task's 3 classes, 1 example each
+INNER_STEPS = 10  # configs/distill/head.yaml
+
+
+@pytest.fixture(scope="module")
+def bench_cfg(tiny_model_dirs, tiny_task_dir, tmp_path_factory):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("bench", overrides=[
+            f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false",
+            f"results_dir={tmp_path_factory.mktemp('results')}",
+            f"bench.tasks=[{{name: tiny, path: {tiny_task_dir}}}]", "bench.outer_steps=2", "bench.n_inits=2",
+            "bench.seeds=[0]", "bench.compute.head_max_examples=40", "bench.compute.head_batch_size=8",
+            "bench.compute.eval_points=3", "bench.compute.finetune_max_examples=20",
+            "bench.compute.finetune_eval_points=2",
+            "bench.compute.seeds=[0,1]",
+        ])
+
+
+@pytest.fixture(scope="module")
+def results(bench_cfg, tmp_path_factory):
+    # The autouse cache isolation is per test; this runs once for the module, under the same cache folder.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONDENSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        return run_experiment("compute", bench_cfg, "python -m condense.bench compute (test)")
+
+
+def all_curves(task: dict) -> list[dict]:
+    return [*task["head"]["full_raw_text"], *task["head"]["full_cached_features"], *task["finetune"]["full_raw_text"]]
+
+
+def test_results_file_is_written_as_json(results, bench_cfg):
+    written = json.loads((Path(bench_cfg.results_dir) / "bench_compute.json").read_text())
+    assert written["experiment"] == "compute"
+    assert set(written["tasks"]) == {"tiny"}
+
+
+def test_full_data_curves_rise_in_time_and_examples(results):
+    for curve in all_curves(results["tasks"]["tiny"]):
+        assert curve["examples"][0] == 0 and curve["seconds"][0] == 0.0
+        assert all(b > a for a, b in itertools.pairwise(curve["examples"]))
+        assert all(b >= a for a, b in itertools.pairwise(curve["seconds"])) and curve["seconds"][-1] > 0
+        assert len(curve["accuracy"]) == len(curve["examples"]) and all(0 <= a <= 1 for a in curve["accuracy"])
+
+
+def test_examples_processed_are_exact(results):
+    task = results["tasks"]["tiny"]
+    assert task["head"]["distilled"]["examples"] == TINY_SET_SIZE * INNER_STEPS
+    assert task["head"]["decoded"]["examples"] == TINY_SET_SIZE * INNER_STEPS
+    assert task["head"]["distilled"]["encoder_passes"] == TINY_SET_SIZE
+    # eval=smoke's recipe: max(min_steps=2, 1 epoch x 1 batch) = 2 steps of the whole 3-example set.
+    assert task["finetune"]["distilled"]["examples"] == 2 * TINY_SET_SIZE
+    # 40 examples in batches of 8 = 5 steps, evaluated after steps {1, round(sqrt 5) = 2, 5}.
+    for curve in task["head"]["full_raw_text"]:
+        assert curve["examples"] == [0, 8, 16, 40]
+    # One epoch of the 24 training texts, 3 steps.
+    for curve in task["head"]["full_cached_features"]:
+        assert curve["examples"] == [0, 8, 16, 24]
+    # Batches of 16: a full one, then 4 of the 8 left in the epoch.
+    for curve in task["finetune"]["full_raw_text"]:
+        assert curve["examples"] == [0, 16, 20]
+
+
+def test_sets_are_summarised_over_every_fresh_model(results, bench_cfg):
+    task = results["tasks"]["tiny"]
+    assert task["head"]["distilled"]["accuracy"]["n"] == bench_cfg.bench.n_inits
+    assert task["head"]["distilled"]["seconds"]["n"] == bench_cfg.bench.n_inits
+    assert task["finetune"]["distilled"]["accuracy"]["n"] == bench_cfg.eval.finetune.n_inits
+    assert [curve["seed"] for curve in task["head"]["full_raw_text"]] == [0, 1]
+
+
+def test_distillation_cost_is_the_studied_sets_own(results, bench_cfg):
+    distilled = studied_set(bench_cfg, task_data(bench_cfg, bench_cfg.bench.tasks[0]), 0)
+    distillation = results["tasks"]["tiny"]["distillation"]
+    assert distillation["seconds"]["mean"] == pytest.approx(distilled.meta["progress"]["seconds"])
+    assert distillation["outer_steps"] == [2]
+    assert distillation["train_examples"] == 24 and distillation["train_encoding_seconds"] > 0
+    assert distillation["encoding_sample"] == 24  # the preset's sample is larger than the tiny split
+
+
+def test_savings_compare_each_set_against_its_baselines(results):
+    derived = results["tasks"]["tiny"]["savings"]
+    assert set(derived["head"]) == {"distilled", "decoded"}
+    assert set(derived["head"]["distilled"]) == {"full_raw_text", "full_cached_features"}
+    assert set(derived["finetune"]["distilled"]) == {"full_raw_text"}
+    distillation = results["tasks"]["tiny"]["distillation"]
+    raw = derived["head"]["distilled"]["full_raw_text"]
+    cached = derived["head"]["distilled"]["full_cached_features"]
+    with_encoding = distillation["seconds"]["mean"] + distillation["train_encoding_seconds"]
+    assert raw["cost_seconds"] == pytest.approx(with_encoding)
+    assert cached["cost_seconds"] == pytest.approx(distillation["seconds"]["mean"])
+    assert raw["target"] == results["tasks"]["tiny"]["head"]["distilled"]["accuracy"]["mean"]
+
+
+def test_report_draws_one_figure_per_task_and_covers_both_regimes(results, tmp_path):
+    lines = report(results, tmp_path / "figures")
+    text = "\n".join(lines)
+    figure = tmp_path / "figures" / "bench_compute_tiny.png"
+    assert figure.exists() and figure.stat().st_size > 10_000
+    assert "![" in text and "(figures/bench_compute_tiny.png)" in text
+    assert text.startswith("## Compute saved")
+    assert "| head |" in text and "| finetune |" in text
+    assert "break-even" in text.lower() and "cached features" in text
+
+
+def test_time_to_accuracy_interpolates_between_evaluations():
+    curve = {"examples": [0, 100, 300], "seconds": [0.0, 2.0, 6.0], "accuracy": [0.5, 0.6, 0.8]}
+    hit = time_to_accuracy(curve, 0.7)
+    assert hit["seconds"] == pytest.approx(4.0) and hit["examples"] == pytest.approx(200)
+    assert time_to_accuracy(curve, 0.6) == {"seconds": 2.0, "examples": 100}
+    assert time_to_accuracy(curve, 0.4) == {"seconds": 0.0, "examples": 0}
+    assert time_to_accuracy(curve, 0.81) is None
+
+
+def test_break_even_is_the_cost_over_the_time_each_training_saves():
+    assert break_even(100.0, 11.0, 1.0) == 10
+    assert break_even(101.0, 11.0, 1.0) == 11
+    assert break_even(100.0, 1.0, 1.0) is None  # saves nothing: never pays off
+    assert break_even(100.0, 0.5, 1.0) is None
+
+
+def test_savings_on_hand_made_curves():
+    curves = [
+        {"examples": [0, 100, 200], "seconds": [0.0, 5.0, 10.0], "accuracy": [0.5, 0.7, 0.9]},  # 0.8 at 7.5 s, 150 ex
+        {"examples": [0, 100, 200], "seconds": [0.0, 6.0, 13.0], "accuracy": [0.5, 0.8, 0.9]},  # 0.8 at 6 s, 100 ex
+    ]
+    distilled = {"accuracy": {"mean": 0.8, "std": 0.01}, "seconds": {"mean": 0.5, "std": 0.1}, "examples": 20}
+    result = savings(curves, distilled, cost_seconds=60.0)
+    assert result["reached"] == 2 and result["seeds"] == 2
+    assert result["seconds"]["mean"] == pytest.approx(6.75)
+    assert result["seconds"]["std"] == pytest.approx(math.sqrt(2 * 0.75**2))
+    assert result["speedup"]["mean"] == pytest.approx((15 + 12) / 2)
+    assert result["examples_ratio"]["mean"] == pytest.approx((150 / 20 + 100 / 20) / 2)
+    assert result["break_even"] == math.ceil(60 / (6.75 - 0.5)) == 10
+    assert result["break_even_per_seed"] == [math.ceil(60 / 7), math.ceil(60 / 5.5)]
+
+
+def test_savings_bound_the_break_even_when_the_stream_never_reaches_the_set():
+    curves = [{"examples": [0, 100], "seconds": [0.0, 10.0], "accuracy": [0.5, 0.7]}]
+    distilled = {"accuracy": {"mean": 0.8, "std": 0.0}, "seconds": {"mean": 1.0, "std": 0.0}, "examples": 20}
+    result = savings(curves, distilled, cost_seconds=90.0)
+    assert result["reached"] == 0 and result["seconds"] is None and result["break_even"] is None
+    assert result["break_even_at_most"] == 10  # full data needs more than 10 s, so each training saves more than 9 s
+
+
+def test_stream_batches_hold_exactly_max_examples_across_epochs():
+    batches = stream_batches(10, 25, 4, torch.Generator().manual_seed(0))
+    assert [len(b) for b in batches] == [4, 4, 2, 4, 4, 2, 4, 1]
+    assert sum(len(b) for b in batches) == 25
+    assert sorted(torch.cat(batches[:3]).tolist()) == list(range(10))  # the first epoch is a permutation
+    assert sum(len(b) for b in stream_batches(10, None, 4, torch.Generator().manual_seed(0))) == 10
+
+
+def test_eval_steps_are_log_spaced_and_end_at_the_last_step():
+    assert eval_steps(1000, 4) == {1, 10, 100, 1000}
+    assert eval_steps(5, 1) == {5}
+    assert max(eval_steps(7, 3)) == 7
+
+
+@pytest.mark.parametrize("size, batch_size, epochs, min_steps", [(3, 16, 3, 30), (20, 16, 3, 5), (40, 16, 1, 2)])
+def test_finetune_examples_match_the_recipes_batches(size, batch_size, epochs, min_steps):
+    recipe = FinetuneRecipe(batch_size=batch_size, epochs=epochs, min_steps=min_steps)
+    steps = max(min_steps, epochs * math.ceil(size / batch_size))
+    batches = itertools.islice(shuffled_batches(size, batch_size, torch.Generator().manual_seed(0)), steps)
+    assert finetune_examples(size, recipe) == sum(len(b) for b in batches)
