@@ -66,7 +66,7 @@ def plot(task: str, result: dict, path: Path) -> None:
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.set_xlabel("examples per class k (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(task)
+    ax.set_title(f"{task}: error bars = std over fresh heads", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -86,7 +86,9 @@ def report(results: dict, figures: Path) -> list[str]:
         "same size, each given its own learned soft labels and learning rates by the same outer loop, so a gap to "
         "`distilled` is the inputs'. `decoded` is the distilled set's text, re-tokenised: the straight-through "
         "projection trains exactly that text, so it matches `distilled` by construction (the continuous-embedding "
-        "form is in the ablations). `full`: a linear probe on all training features (mean ± std over fresh heads).",
+        "form is in the ablations). The real subsets are one draw per distillation seed, so their spread is over fresh heads "
+        "(the transfer section's bag-of-words rows spread over 20 random draws). `full`: a linear probe on all training "
+        "features (mean ± std over fresh heads).",
         "",
     ]
     for task, result in results["tasks"].items():
@@ -99,7 +101,8 @@ def report(results: dict, figures: Path) -> list[str]:
             entry = result["ks"][str(k)]
             seconds = sum(r["distill_seconds"] for r in entry["runs"]) / len(entry["runs"])
             lines.append(f"| {k} | " + " | ".join(points(entry["summary"].get(name)) for name in SETS) + f" | {seconds:.0f} |")
-        lines += [f"| full data | {points(result['full'])} |", "", f"![{task} scaling](figures/{path.name})", ""]
+        lines += ["", f"Full data (linear probe on every training example): {points(result['full'])}.", "",
+                  f"![{task} scaling](figures/{path.name})", ""]
         lines.append(_reading(task, result, ks))
         lines.append("")
     return lines
