@@ -136,7 +136,7 @@ def plot(task: str, result: dict, path: Path) -> None:
     ax.axvline(100 * base, color="black", linestyle=":", linewidth=1, label="studied set (distilled)")
     ax.set_xlabel("test accuracy (%)")
     ax.set_title(f"{task}: one factor at a time")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -153,7 +153,10 @@ def report(results: dict, figures: Path) -> list[str]:
         f"{bench['ablations']['encoder_outer_steps']} outer steps and {bench['ablations']['encoder_n_inits']} fresh models "
         f"(their models re-encode a fixed {results['config']['eval']['encoder_test_examples']}-example test sample); the "
         f"others use {bench['n_inits']} fresh heads and the whole test split. Cells: mean ± std over seeds × fresh models "
-        "under each set's own learned protocol; `decoded` is the set's nearest-token text, re-tokenised.",
+        "under each set's own learned protocol; `decoded` is the set's nearest-token text, re-tokenised."
+        + (" With one distillation seed the spread is over fresh models only: it leaves out how much the set itself "
+           "varies from seed to seed, so a difference of a point or two is not evidence (`bench=paper` runs three seeds)."
+           if len(bench["seeds"]) == 1 else ""),
         "",
     ]
     for task, result in results["tasks"].items():

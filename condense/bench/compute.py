@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -48,10 +47,9 @@ from condense.evaluate import FinetuneRecipe, TrainingSet, accuracy, finetune, s
 from condense.features import encode_tokens, tokenize
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.plots import plt
 
-matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 log = logging.getLogger(__name__)
 
