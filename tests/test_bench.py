@@ -85,7 +85,7 @@ def test_scaling_runs_every_k_writes_its_results_file_and_one_plot_per_task(tiny
     lines = scaling.report(results, tmp_path)
     assert (tmp_path / "bench_scaling_tiny.png").stat().st_size > 0
     text = "\n".join(lines)
-    assert "python -m condense.bench scaling" in text and "| 2 |" in text and "full data" in text
+    assert "python -m condense.bench scaling" in text and "| 2 |" in text and "Full data (linear probe" in text
 
 
 def test_ablations_cover_every_factor_and_separate_the_label_effect(tiny_model_dirs, tiny_task_dir, tmp_path):
