@@ -75,11 +75,16 @@ def bar_rows(report: dict) -> list[str]:
 
 
 def bench_sections() -> list[str]:
-    """The analysis suite (``python -m condense.bench``): its cost table, then each experiment's own section."""
-    suite = {name: json.loads((RESULTS / f"bench_{name}.json").read_text())
-             for name in EXPERIMENTS if (RESULTS / f"bench_{name}.json").exists()}
-    if not suite:
+    """The analysis suite (``python -m condense.bench``): its cost table, then each experiment's sections.
+
+    ``bench_<experiment>.json`` is the preset run of an experiment; any other ``bench_*.json`` is a variant run of
+    one (``results_name=...``), shown after it.
+    """
+    files = {path.stem: json.loads(path.read_text()) for path in sorted(RESULTS.glob("bench_*.json"))}
+    if not files:
         return []
+    presets = {f"bench_{name}": files[f"bench_{name}"] for name in EXPERIMENTS if f"bench_{name}" in files}
+    variants = {stem: results for stem, results in files.items() if stem not in presets}
     lines = [
         "## Analysis suite: what each experiment cost", "",
         "Each experiment is one command; `python -m condense.bench all` runs them in this order, sharing cached distilled "
@@ -87,14 +92,22 @@ def bench_sections() -> list[str]:
         "found cached (made by an earlier experiment of the same run, or an earlier run).", "",
         "| experiment | command | preset | minutes | sets distilled / reused from cache |", "|---|---|---|---:|---:|",
     ]
-    for name, results in suite.items():
+
+    def row(results: dict) -> str:
         ledger = results["distillation"]
-        lines.append(f"| {name} | `{results['command']}` | {results['preset']} | {results['seconds'] / 60:.1f} | "
-                     f"{ledger['distilled_now']} / {ledger['reused']} |")
-    total = sum(results["seconds"] for results in suite.values()) / 60
-    lines += [f"| **all** | | | **{total:.1f}** | |", ""]
-    for name, results in suite.items():
-        lines += importlib.import_module(f"condense.bench.{name}").report(results, FIGURES)
+        return (f"| {results['experiment']} | `{results['command']}` | {results['preset']} | {results['seconds'] / 60:.1f} | "
+                f"{ledger['distilled_now']} / {ledger['reused']} |")
+
+    lines += [row(results) for results in presets.values()]
+    total = sum(results["seconds"] for results in presets.values()) / 60
+    lines += [f"| **the suite** | | | **{total:.1f}** | |"]
+    lines += [row(results) for results in variants.values()]
+    lines.append("")
+    for name in EXPERIMENTS:
+        module = importlib.import_module(f"condense.bench.{name}")
+        for results in [*([presets[f"bench_{name}"]] if f"bench_{name}" in presets else []),
+                        *(r for r in variants.values() if r["experiment"] == name)]:
+            lines += module.report(results, FIGURES)
     return lines
 
 

@@ -115,12 +115,25 @@ def test_bag_of_words_fits_soft_labels_and_reads_the_words():
 
 
 def test_transfer_trains_every_set_with_every_recipe(tiny_model_dirs, tiny_task_dir, tmp_path):
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir, "bench.transfer.finetune_inits=1", f"results_dir={tmp_path}")
+    cfg = bench_config(tiny_model_dirs, tiny_task_dir, "bench.transfer.finetune_inits=1", f"results_dir={tmp_path}",
+                       "results_name=bench_transfer_tiny")
     results = run_experiment("transfer", cfg, "python -m condense.bench transfer")
+    assert json.loads((tmp_path / "bench_transfer_tiny.json").read_text())["name"] == "bench_transfer_tiny"
     summary = results["tasks"]["tiny"]["summary"]
     assert set(summary["decoded text"]) == set(transfer.RECIPES)
     assert set(summary["continuous embeddings"]) == set(transfer.RECIPES) - {transfer.BAG_OF_WORDS}
     assert summary["random real"][transfer.BAG_OF_WORDS]["n"] == 3  # one random draw per fresh model
     assert all(0 <= entry["mean"] <= 1 and not math.isnan(entry["std"]) for s in summary.values() for entry in s.values())
     text = "\n".join(transfer.report(results, tmp_path))
-    assert (tmp_path / "bench_transfer_tiny.png").exists() and "bag-of-words" in text
+    assert (tmp_path / "bench_transfer_tiny_tiny.png").exists() and "bag-of-words" in text
+
+
+def test_a_variant_run_is_named_apart_from_the_preset_run_in_its_file_title_and_plots(tmp_path):
+    machine = {"processor": "cpu", "cpu_count": 2, "torch_threads": 1, "torch": "2"}
+    preset = {"experiment": "ablations", "name": "bench_ablations", "command": "c", "preset": "default", "seconds": 60,
+              "machine": machine}
+    variant = {**preset, "name": "bench_ablations_3_seeds"}
+    assert common.figure_path(preset, tmp_path, "_sst2") == tmp_path / "bench_ablations_sst2.png"
+    assert common.figure_path(variant, tmp_path, "_sst2") == tmp_path / "bench_ablations_3_seeds_sst2.png"
+    assert common.section_header(preset, "Ablations")[0] == "## Ablations"
+    assert "bench_ablations_3_seeds" in common.section_header(variant, "Ablations")[0]

@@ -37,8 +37,10 @@ def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
     common.LEDGER.clear()
     started = time.perf_counter()
     results = module.run(cfg)
+    stem = cfg.results_name or f"bench_{name}"
     results = {
         "experiment": name,
+        "name": stem,
         "command": command,
         "preset": cfg.bench.name,
         "machine": machine(),
@@ -47,7 +49,7 @@ def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
         "config": to_jsonable(cfg),
         **results,
     }
-    path = Path(cfg.results_dir) / f"bench_{name}.json"
+    path = Path(cfg.results_dir) / f"{stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
     log.info("%s took %.1f min; wrote %s", name, results["seconds"] / 60, path)

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from condense.bench.common import (
+    figure_path,
     TaskData,
     distilled,
     embedding_form,
@@ -161,7 +162,7 @@ def report(results: dict, figures: Path) -> list[str]:
         "",
     ]
     for task, result in results["tasks"].items():
-        path = figures / f"bench_ablations_{task}.png"
+        path = figure_path(results, figures, f"_{task}")
         plot(task, result, path)
         lines += [f"**{task}**", "", "| factor | choice | distilled | decoded | distillation s |", "|---|---|---:|---:|---:|"]
         for factor, choices in result["factors"].items():

@@ -139,9 +139,17 @@ def points(entry: dict | None, spread: str = "std") -> str:
     return "—" if entry is None else f"{100 * entry['mean']:.1f} ± {100 * entry[spread]:.1f}"
 
 
+def figure_path(results: dict, figures: Path, suffix: str = "") -> Path:
+    """Where a results file's plot goes: named after the file, so a variant run's plots do not overwrite the
+    preset's (files written before results carried their name are ``bench_<experiment>``)."""
+    return figures / f"{results.get('name', 'bench_' + results['experiment'])}{suffix}.png"
+
+
 def section_header(results: dict, title: str) -> list[str]:
     """The opening lines of an experiment's section: title, the command that regenerates it, machine and time."""
     m = results["machine"]
+    if results.get("name", f"bench_{results['experiment']}") != f"bench_{results['experiment']}":
+        title += f" (variant run: `{results['name']}`)"
     return [
         f"## {title}",
         "",

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from condense.artifact import DistilledSet
 from condense.bench.common import (
     TaskData,
+    figure_path,
     embedding_form,
     points,
     section_header,
@@ -596,6 +597,8 @@ def report(results: dict, figures: Path) -> list[str]:
     ]
     for name, task in results["tasks"].items():
         distillation = task["distillation"]
+        path = figure_path(results, figures, f"_{name}")
+        draw(name, task, path)
         lines += [
             f"### {name}",
             "",
@@ -612,8 +615,7 @@ def report(results: dict, figures: Path) -> list[str]:
             "",
             *reading(task),
             "",
-            f"![Compute saved on {name}: accuracy against training seconds](figures/bench_compute_{name}.png)",
+            f"![Compute saved on {name}: accuracy against training seconds](figures/{path.name})",
             "",
         ]
-        draw(name, task, figures / f"bench_compute_{name}.png")
     return lines

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from condense.bench.common import TaskData, section_header, studied_set, task_data
+from condense.bench.common import TaskData, figure_path, section_header, studied_set, task_data
 from condense.evaluate import summarize
 from condense.pipeline import fixed_subsample
 from condense.plots import plt
@@ -216,7 +216,7 @@ def sentence(task: str, result: dict) -> str:
 
 def report(results: dict, figures: Path) -> list[str]:
     figures.mkdir(parents=True, exist_ok=True)
-    path = figures / "bench_prompting.png"
+    path = figure_path(results, figures)
     plot(results, path)
     settings = results["config"]["bench"]["prompting"]
     bench = results["config"]["bench"]

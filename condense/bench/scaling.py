@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from condense.bench.common import distilled, evaluate_sets, points, pooled, section_header, task_data
+from condense.bench.common import distilled, evaluate_sets, figure_path, points, pooled, section_header, task_data
 from condense.plots import plt
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def report(results: dict, figures: Path) -> list[str]:
         "",
     ]
     for task, result in results["tasks"].items():
-        path = figures / f"bench_scaling_{task}.png"
+        path = figure_path(results, figures, f"_{task}")
         plot(task, result, path)
         ks = sorted(int(k) for k in result["ks"])
         lines += [f"**{task}** ({len(result['label_names'])} classes, {result['train_examples']} training examples)", ""]

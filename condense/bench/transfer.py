@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from condense.bench.common import (
+    figure_path,
     TaskData,
     distilled,
     embedding_form,
@@ -175,7 +176,7 @@ def report(results: dict, figures: Path) -> list[str]:
     ]
     for task, result in results["tasks"].items():
         summary = result["summary"]
-        path = figures / f"bench_transfer_{task}.png"
+        path = figure_path(results, figures, f"_{task}")
         plot(task, summary, path)
         lines += [f"**{task}**", "", "| recipe | " + " | ".join(SETS) + " |", "|---|" + "---:|" * len(SETS)]
         for recipe in RECIPES:
