@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,14 @@ def real_examples_set(encoder: Encoder, texts: list[str], labels: torch.Tensor, 
     """Real examples as a synthetic set, for the label-only baselines (random and coreset subsets)."""
     tokens = encoder.tokenizer(texts, truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
     return SyntheticSet(tokens["input_ids"], tokens["attention_mask"], labels.clone())
+
+
+def learn_labels(
+    encoder: Encoder, real: RealData, start: SyntheticSet, num_classes: int, config: DistillConfig
+) -> SyntheticSet:
+    """Soft labels and inner learning rates learned for the fixed inputs of ``start`` by the same outer loop: the
+    label treatment real-example baselines get, so that a gap to a distilled set is its inputs'."""
+    return distill(encoder, real, start, num_classes, replace(config, learn_inputs=False), progress=False)
 
 
 def distill(

@@ -130,21 +130,27 @@ def learned_protocol(
     return summarize(accuracies)
 
 
-def finetune(
-    encoder: Encoder, train: TrainingSet, recipe: FinetuneRecipe, generator: torch.Generator
-) -> dict[str, torch.Tensor]:
-    """The recipe's encoder weights and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
+def finetune_start(
+    encoder: Encoder, recipe: FinetuneRecipe, num_classes: int, generator: torch.Generator
+) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer]:
+    """The recipe's encoder weights and a fresh head (drawn from ``generator``), and the AdamW that trains them."""
     if recipe.params == "head":
         raise ValueError("the fine-tuning recipe trains encoder weights: params must be all or last_n_layers")
-    names = encoder_param_names(encoder.model, recipe.params, recipe.n_layers)
-    head = init_head(encoder.hidden_size, train.soft_labels.shape[1], generator, encoder.dtype)
+    head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype)
     head = {k: v.requires_grad_(True) for k, v in head.items()}
-    weights = encoder_params(encoder, names)
+    weights = encoder_params(encoder, encoder_param_names(encoder.model, recipe.params, recipe.n_layers))
     optimizer = torch.optim.AdamW(
         [{"params": list(weights.values()), "lr": recipe.lr}, {"params": list(head.values()), "lr": recipe.head_lr}],
         weight_decay=recipe.weight_decay,
     )
-    params = {**weights, **head}
+    return {**weights, **head}, optimizer
+
+
+def finetune(
+    encoder: Encoder, train: TrainingSet, recipe: FinetuneRecipe, generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """The recipe's encoder weights and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
+    params, optimizer = finetune_start(encoder, recipe, train.soft_labels.shape[1], generator)
     steps = max(recipe.min_steps, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
     for index in itertools.islice(shuffled_batches(len(train), recipe.batch_size, generator), steps):
         mask, inputs = trim_padding(train.attention_mask[index], **train.inputs(index))

@@ -65,7 +65,7 @@ def encode_tokens(
 
 def text_features(encoder: Encoder, texts: list[str], max_length: int, name: str = "texts") -> torch.Tensor:
     """Frozen-encoder features of ``texts``, read from the cache when this exact input was encoded before."""
-    return _cached(
+    return cached_tensors(
         (encoder.name, encoder.pooling, str(max_length), str(encoder.dtype), *texts),
         lambda: {"features": encode_tokens(encoder, tokenize(encoder, texts, max_length), progress=f"encoding {name}")},
         f"{len(texts)} {name}",
@@ -87,18 +87,22 @@ def text_hidden_states(
         return {"hidden_states": hidden, "attention_mask": mask}
 
     key = ("hidden states", encoder.name, str(max_length), str(n_layers), str(encoder.dtype), *texts)
-    return _cached(key, compute, f"{len(texts)} {name}")
+    return cached_tensors(key, compute, f"{len(texts)} {name}")
 
 
-def _cached(key: tuple[str, ...], compute: Callable[[], dict[str, torch.Tensor]], what: str) -> dict[str, torch.Tensor]:
+def cached_tensors(
+    key: tuple[str, ...], compute: Callable[[], dict[str, torch.Tensor]], what: str, folder: str = "features"
+) -> dict[str, torch.Tensor]:
+    """``compute()``'s tensors, read from ``cache_dir()/folder`` when ``key`` was computed before, else computed and
+    written there (atomically, so an interrupted run never leaves a half-written entry)."""
     digest = hashlib.sha256()
     for part in key:
         digest.update(part.encode("utf-8", "surrogatepass"))
         digest.update(b"\0")
-    path = cache_dir() / "features" / f"{digest.hexdigest()[:24]}.safetensors"
+    path = cache_dir() / folder / f"{digest.hexdigest()[:24]}.safetensors"
     if path.exists():
         return load_file(path)
-    log.info("encoding %s (cached at %s)", what, path)
+    log.info("computing %s (cached at %s)", what, path)
     tensors = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")

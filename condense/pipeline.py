@@ -7,7 +7,6 @@ ends, and checkpoints during it, so an evaluation that fails loses nothing alrea
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import hashlib
 import json
@@ -25,7 +24,7 @@ from condense.artifact import DistilledSet, to_jsonable
 from condense.coresets import select_coreset
 from condense.data import Task, check_examples_per_class, task_from_config
 from condense.decode import decode_texts
-from condense.distill import DistillConfig, RealData, SyntheticSet, distill, initial_set, real_examples_set
+from condense.distill import DistillConfig, RealData, SyntheticSet, distill, initial_set, learn_labels, real_examples_set
 from condense.evaluate import (
     FinetuneRecipe,
     HeldOutData,
@@ -209,9 +208,7 @@ def evaluate_against_baselines(
         chosen = torch.from_numpy(select_coreset(name, train_features, train_labels, config.ipc, config.seed))
         texts = [task.train["text"][i] for i in chosen.tolist()]
         start = real_examples_set(encoder, texts, train_labels[chosen], cfg.task.max_length)
-        # The same label treatment as the distilled set (learned soft labels and lrs), so that any gain of the
-        # distilled set over these is its inputs', not its labels'.
-        labelled = distill(encoder, real, start, task.num_classes, dataclasses.replace(config, learn_inputs=False), progress=False)
+        labelled = learn_labels(encoder, real, start, task.num_classes, config)
         return TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs
 
     finetune_inits = cfg.eval.finetune.n_inits

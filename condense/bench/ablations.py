@@ -10,7 +10,6 @@ trained on with hard labels, with the learned labels of the distilled set, and w
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -20,10 +19,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from condense.bench.common import (
-    figure_path,
     TaskData,
+    distill_settings,
     distilled,
     embedding_form,
+    figure_path,
     learned_accuracy,
     points,
     pooled,
@@ -33,7 +33,7 @@ from condense.bench.common import (
     text_form,
 )
 from condense.coresets import select_coreset
-from condense.distill import DistillConfig, distill, real_examples_set
+from condense.distill import DistillConfig, learn_labels, real_examples_set
 from condense.pipeline import CONFIG_DIR
 from condense.plots import plt
 
@@ -85,10 +85,9 @@ def label_only(cfg: DictConfig, data: TaskData, seed: int) -> dict:
     # same class, so the distilled set's learned labels transfer row by row.
     if not torch.equal(labels, base.labels):
         raise RuntimeError("the random subset and the distilled set order their classes differently")
-    config = DistillConfig(**{**OmegaConf.to_container(data.cfg.distill), **variant_overrides(cfg, BASE, seed)[0]})
+    config = DistillConfig(**distill_settings(data, **variant_overrides(cfg, BASE, seed)[0]).distill)
     start = real_examples_set(data.encoder, texts, labels, data.cfg.task.max_length)
-    own = distill(data.encoder, data.real(config), start, data.task.num_classes, dataclasses.replace(config, learn_inputs=False),
-                  progress=False)
+    own = learn_labels(data.encoder, data.real(config), start, data.task.num_classes, config)
     inner, n_inits = base.meta["inner"], cfg.bench.n_inits
     hard = F.one_hot(labels, data.task.num_classes).float()
     return {

@@ -44,10 +44,10 @@ from condense.bench.common import (
     task_data,
     text_form,
 )
-from condense.evaluate import FinetuneRecipe, TrainingSet, accuracy, finetune, shuffled_batches, summarize
+from condense.evaluate import FinetuneRecipe, TrainingSet, accuracy, finetune, finetune_start, shuffled_batches, summarize
 from condense.features import encode_tokens, tokenize
 from condense.inner import soft_cross_entropy, unrolled_train
-from condense.models import classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.models import classify, encode, init_head, linear_head
 from condense.plots import plt
 
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
@@ -314,15 +314,9 @@ def finetune_stream(
     on the encoder-test subsample re-encoded with the weights trained so far."""
     encoder = data.encoder
     generator = torch.Generator().manual_seed(seed)
-    head = init_head(encoder.hidden_size, data.task.num_classes, generator, encoder.dtype)
-    head = {k: v.requires_grad_(True) for k, v in head.items()}
-    # The recipe's own weights, as condense.evaluate.finetune trains them on the distilled set.
-    weights = encoder_params(encoder, encoder_param_names(encoder.model, recipe.params, recipe.n_layers))
-    optimizer = torch.optim.AdamW(
-        [{"params": list(weights.values()), "lr": recipe.lr}, {"params": list(head.values()), "lr": recipe.head_lr}],
-        weight_decay=recipe.weight_decay,
-    )
-    params = {**weights, **head}
+    # The start condense.evaluate.finetune trains the distilled set from: the recipe's weights, a fresh head, AdamW.
+    params, optimizer = finetune_start(encoder, recipe, data.task.num_classes, generator)
+    head = {k: v for k, v in params.items() if k.startswith("head.")}
 
     def train_step(index: torch.Tensor) -> None:
         tokens = tokenize(encoder, [texts[i] for i in index.tolist()], data.cfg.task.max_length)

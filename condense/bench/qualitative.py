@@ -23,13 +23,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig
-from safetensors.torch import load_file, save_file
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from condense.artifact import DistilledSet
 from condense.bench.common import TaskData, points, section_header, studied_set, task_data
 from condense.evaluate import probe_head, summarize
-from condense.features import cache_dir, text_features
+from condense.features import cached_tensors, text_features
 from condense.models import linear_head
 
 log = logging.getLogger(__name__)
@@ -100,19 +99,15 @@ def probe_heads(data: TaskData, n_inits: int, seed: int) -> list[dict[str, torch
     digest = hashlib.sha256(str(inspect.signature(probe_head)).encode())
     for tensor in (data.train_features, data.train_labels):
         digest.update(tensor.contiguous().numpy().tobytes())
-    heads = []
-    for head_seed in range(seed, seed + n_inits):
-        path = cache_dir() / "probes" / f"{data.name}-{digest.hexdigest()[:24]}-seed{head_seed}.safetensors"
-        if path.exists():
-            heads.append(load_file(path))
-            continue
-        log.info("%s: training a full-data linear probe (seed %d)", data.name, head_seed)
-        heads.append(probe_head(data.train_features, data.train_labels, head_seed))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        save_file({name: tensor.contiguous() for name, tensor in heads[-1].items()}, temporary)
-        temporary.replace(path)
-    return heads
+    return [
+        cached_tensors(
+            ("probe head", digest.hexdigest(), str(head_seed)),
+            lambda head_seed=head_seed: probe_head(data.train_features, data.train_labels, head_seed),
+            f"{data.name}: a full-data linear probe (seed {head_seed})",
+            folder="probes",
+        )
+        for head_seed in range(seed, seed + n_inits)
+    ]
 
 
 def probe_outputs(

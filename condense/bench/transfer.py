@@ -23,10 +23,10 @@ from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
 from condense.bench.common import (
-    figure_path,
     TaskData,
     distilled,
     embedding_form,
+    figure_path,
     learned_accuracy,
     points,
     pooled,
