@@ -1,0 +1,81 @@
+"""Tiny end-to-end runs give exactly the numbers the library gave before the device and config refactor.
+
+``tests/data/golden_tiny.json`` was written by this file (``CONDENSE_WRITE_GOLDEN=1 pytest tests/test_golden.py``)
+at commit 1bcbc4d, before condense had a device or typed configs; on the CPU every metric must stay bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from condense.pipeline import CONFIG_DIR, distill_task
+from condense.run import run_sequence
+
+GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
+WRITE = os.environ.get("CONDENSE_WRITE_GOLDEN") == "1"
+
+
+def digest(tensor: torch.Tensor) -> str:
+    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def compose_config(name, overrides):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(name, overrides=overrides)
+
+
+def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode) -> dict:
+    cfg = compose_config("config", [
+        "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
+        "distill.outer_steps=4", "distill.checkpoint_every=2", "distill.seq_len=8", "distill.real_batch_size=8",
+        "distill.ipc=2", "threads=1", f"out={out}", mode,
+    ])
+    distilled = distill_task(cfg)
+    return {
+        "metrics": distilled.metrics,
+        "embeddings": digest(distilled.embeddings),
+        "soft_labels": digest(distilled.soft_labels),
+        "inner_lrs": distilled.inner_lrs.tolist(),
+        "texts": distilled.texts,
+        "outer_loss": distilled.meta["outer_loss"],
+    }
+
+
+def sequence_outcome(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, out) -> dict:
+    cfg = compose_config("run", [
+        f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
+        f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
+        "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0]",
+        "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
+        "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
+        "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "threads=1", f"out={out}",
+    ])
+    results = run_sequence(cfg)
+    keep = ("strategy", "scenario", "seed", "initial_accuracy", "accuracy_matrix", "avalanche", "curve", "memory_fit")
+    return {"runs": [{k: run[k] for k in keep} for run in results["runs"]]}
+
+
+def check(name: str, outcome: dict) -> None:
+    outcome = json.loads(json.dumps(outcome))
+    golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    if WRITE:
+        golden[name] = outcome
+        GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
+        return
+    assert outcome == golden[name]
+
+
+@pytest.mark.parametrize("mode", ["distill=head", "distill=last_layer", "distill=all"])
+def test_a_tiny_distillation_gives_the_recorded_metrics(tiny_model_dirs, tiny_task_dir, tmp_path, mode):
+    check(mode, distill_outcome(tiny_model_dirs, tiny_task_dir, tmp_path / "run", mode))
+
+
+def test_a_tiny_sequence_gives_the_recorded_accuracies(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
+    check("sequence", sequence_outcome(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "run"))
