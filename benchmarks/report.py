@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from condense import run as run_module
+from condense import report as report_module
 from condense.bench import EXPERIMENTS
 from condense.evaluate import summarize
 from condense.plots import accuracy_matrices, forgetting_curves
@@ -197,7 +197,7 @@ def continual_section(results: dict) -> list[str]:
             cells = ", ".join(f"{n} {100 * r:.1f}%" for n, r in zip(names, ratios))
             lines.append(f"| {scenario}-incremental: merged-only / joint on each task (≥ 85%) | {cells} | "
                          f"{'yes' if min(ratios) >= 0.85 else 'no'} |")
-    lines += ["", run_module.results_table(results), ""]
+    lines += ["", report_module.results_table(results), ""]
     lines += reading(results)
     FIGURES.mkdir(parents=True, exist_ok=True)
     for figure, draw in (("forgetting_curves", forgetting_curves), ("accuracy_matrices", accuracy_matrices)):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +24,7 @@ from tqdm.auto import tqdm
 
 from condense.features import encode_tokens, trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
+from condense.report import summarize_values as summarize
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,6 @@ class FinetuneRecipe:
     min_steps: int = 30
     params: str = "all"  # the encoder weights it trains with the head: all | last_n_layers
     n_layers: int = 1  # for last_n_layers
-
-
-def summarize(accuracies: list[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(accuracies),
-        "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
-        "n": len(accuracies),
-    }
 
 
 def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: HeldOutData, trains_encoder: bool) -> float:

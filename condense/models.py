@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
+from condense.device import autocast
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Encoder:
     tokenizer: PreTrainedTokenizerBase
     name: str
     pooling: str = "mean"
+    precision: str = "fp32"  # fp32 | bf16: autocast for no-grad encoder forwards (feature caching, evaluation)
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
@@ -57,6 +59,15 @@ class Encoder:
     def dtype(self) -> torch.dtype:
         return self.token_embeddings.dtype
 
+    @property
+    def device(self) -> torch.device:
+        """Where the encoder lives; every tensor fed to it is created or moved here."""
+        return self.token_embeddings.device
+
+    def autocast(self):
+        """The precision context for forwards that are not differentiated through (see :mod:`condense.device`)."""
+        return autocast(self.device, self.precision)
+
     def special_tokens(self) -> tuple[list[int], list[int]]:
         """Token ids the tokenizer puts before and after a single sequence ([CLS] / [SEP], <s> / </s>)."""
         content = self.tokenizer("a", add_special_tokens=False)["input_ids"]
@@ -76,14 +87,23 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
-def load_encoder(name: str = "minilm", pooling: str = "mean", dtype: torch.dtype = torch.float32) -> Encoder:
-    """Load any Hugging Face encoder id or path (BERT, DistilBERT, RoBERTa, MiniLM ...)."""
+def load_encoder(
+    name: str = "minilm",
+    pooling: str = "mean",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    precision: str = "fp32",
+) -> Encoder:
+    """Load any Hugging Face encoder id or path (BERT, DistilBERT, RoBERTa, MiniLM ...) onto ``device``
+    (default: where ``from_pretrained`` puts it, the CPU)."""
     path = resolve_model_path(name)
     # Eager attention: SDPA has no double backward on CPU, which unrolled full-parameter loops need.
     model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=dtype)
+    if device is not None:
+        model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(path)
     log.info("loaded %s (%s, %.1fM parameters)", name, type(model).__name__, model.num_parameters() / 1e6)
-    return Encoder(model=model, tokenizer=tokenizer, name=name, pooling=pooling)
+    return Encoder(model=model, tokenizer=tokenizer, name=name, pooling=pooling, precision=precision)
 
 
 def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:

@@ -11,9 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -28,12 +25,12 @@ from tqdm.auto import tqdm
 from condense.artifact import DistilledSet, to_jsonable
 from condense.continual import SCENARIOS, STRATEGIES, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.data import Task, stratified_indices, task_from_config
-from condense.evaluate import summarize as summarize_values
 from condense.features import text_hidden_states, tokenize
 from condense.merge import merge_distilled
 from condense.models import Encoder, hidden_states_below, load_encoder
 from condense.pipeline import CONFIG_DIR, cached_distillation_dir, distilled_set, fixed_subsample
 from condense.plots import accuracy_matrices, forgetting_curves
+from condense.report import machine, one_line, results_table, summarize_runs
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +178,7 @@ def run_sequence(cfg: DictConfig) -> dict:
                     runs.append(_run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
                                               lambda: run_strategy(strategy, encoder, data, settings, seed)))
                     progress.update()
-                log.info("%s / %s: %s", scenario, strategy, _one_line(summarize([r for r in runs if
+                log.info("%s / %s: %s", scenario, strategy, one_line(summarize_runs([r for r in runs if
                          r["scenario"] == scenario and r["strategy"] == strategy])))
 
     results = {
@@ -191,7 +188,7 @@ def run_sequence(cfg: DictConfig) -> dict:
         "machine": machine(),
         "seconds": time.perf_counter() - started,
         "summary": {
-            scenario: {strategy: summarize([r for r in runs if r["scenario"] == scenario and r["strategy"] == strategy])
+            scenario: {strategy: summarize_runs([r for r in runs if r["scenario"] == scenario and r["strategy"] == strategy])
                        for strategy in strategies}
             for scenario in cfg.continual.scenarios
         },
@@ -237,84 +234,6 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
     temporary.write_text(json.dumps(to_jsonable({"settings": settings_key, "result": result})))
     temporary.replace(path)
     return result
-
-
-def _mean_std(values: list[float | None]) -> dict | None:
-    """Mean, std and count of the values that exist; None when none does."""
-    values = [v for v in values if v is not None]
-    return summarize_values(values) if values else None
-
-
-def summarize(runs: list[dict]) -> dict:
-    """Mean ± std over seeds of the final accuracies, average accuracy, BWT, forgetting and forward transfer.
-
-    The transfer measures come from Avalanche's metrics; sequential strategies only (a joint or merged-only
-    model is trained once, so it has no "before" to forget from).
-    """
-    finals = [run["accuracy_matrix"][-1] for run in runs]
-    sequential = [run for run in runs if len(run["accuracy_matrix"]) > 1]
-
-    def transfer(key: str) -> dict | None:
-        return _mean_std([run["avalanche"][key] for run in sequential])
-
-    return {
-        "final_accuracy": [_mean_std([f[task] for f in finals]) for task in range(len(finals[0]))],
-        "average_accuracy": _mean_std([statistics.fmean(f) for f in finals]),
-        "bwt": transfer("bwt"),
-        "forgetting": transfer("forgetting"),
-        "forward_transfer": transfer("forward_transfer"),
-        "accuracy_matrix": [[_mean_std([run["accuracy_matrix"][i][j] for run in runs]) for j in range(len(finals[0]))]
-                            for i in range(len(runs[0]["accuracy_matrix"]))],
-        "memory_loss": _mean_std([_memory_loss(run) for run in runs]),
-        "seconds": _mean_std([run["seconds"] for run in runs]),
-    }
-
-
-def _memory_loss(run: dict) -> float | None:
-    """The replay memory's mean cross-entropy when each next task starts (None without a memory)."""
-    fits = (run.get("memory_fit") or [])[:-1]  # the memory after the last task is never replayed
-    return statistics.fmean(fit["loss"] for fit in fits) if fits else None
-
-
-def _points(stat: dict | None) -> str:
-    return "—" if stat is None else f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
-
-
-def _one_line(summary: dict) -> str:
-    return (f"average accuracy {_points(summary['average_accuracy'])}, BWT {_points(summary['bwt'])}, "
-            f"{summary['seconds']['mean']:.0f} s per run")
-
-
-def results_table(results: dict) -> str:
-    """Markdown: one table per scenario, a row per strategy, accuracies and transfer in points, and the replay
-    memory's cross-entropy under the model when the next task starts."""
-    names = results["sequence"]
-    lines = []
-    for scenario, by_strategy in results["summary"].items():
-        lines += [
-            f"**{scenario}-incremental** ({', '.join(names)}; mean ± std over seeds, accuracy in %)",
-            "",
-            "| strategy | " + " | ".join(f"final {n}" for n in names) + " | average | BWT | forgetting | FWT | memory loss | s/run |",
-            "|---|" + "---:|" * (len(names) + 6),
-        ]
-        for strategy, s in by_strategy.items():
-            cells = [_points(a) for a in s["final_accuracy"]]
-            cells += [_points(s["average_accuracy"]), _points(s["bwt"]), _points(s["forgetting"]), _points(s["forward_transfer"])]
-            loss = s.get("memory_loss")
-            cells.append("—" if loss is None else f"{loss['mean']:.3f} ± {loss['std']:.3f}")
-            lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {s['seconds']['mean']:.0f} |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="run", version_base="1.3")

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from condense.artifact import to_jsonable
 from condense.bench import EXPERIMENTS, common
 from condense.pipeline import CONFIG_DIR
-from condense.run import machine
+from condense.report import machine
 
 log = logging.getLogger("condense.bench")
 REPORT_SCRIPT = Path(CONFIG_DIR).parent / "benchmarks" / "report.py"
