@@ -19,16 +19,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from condense.artifact import DistilledSet, to_jsonable
-from condense.continual import SCENARIOS, STRATEGIES, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
-from condense.data import Task, stratified_indices, task_from_config
+from condense.schema import DistillJob, RunJob, TaskConfig
+from condense.continual import Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
+from condense.config import parse, sequence_name, task_config
+from condense.data import Task, stratified_indices
 from condense.features import text_hidden_states, tokenize
 from condense.merge import merge_distilled
-from condense.models import Encoder, hidden_states_below, load_encoder
-from condense.pipeline import CONFIG_DIR, cached_distillation_dir, distilled_set, fixed_subsample
+from condense.models import Encoder, hidden_states_below
+from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
 from condense.plots import accuracy_matrices, forgetting_curves
 from condense.report import machine, one_line, results_table, summarize_runs
 
@@ -39,43 +41,17 @@ log = logging.getLogger(__name__)
 FORMS = {"embedding": "none", "text": "straight_through"}
 
 
-def _entry_name(entry) -> str:
-    return entry if isinstance(entry, str) else str(entry.get("name"))
-
-
-def sequence_name(tasks) -> str:
-    return "_then_".join(_entry_name(task) for task in tasks)
-
-
-OmegaConf.register_new_resolver("sequence_name", sequence_name, replace=True)
-
-
-def task_config(entry) -> DictConfig:
-    """A sequence entry as a task config: the name of a ``configs/task/`` file, or a mapping that overrides
-    ``configs/task/local.yaml`` (``{name: mine, path: DIR}``) for data of your own."""
-    folder = Path(CONFIG_DIR) / "task"
-    if isinstance(entry, (dict, DictConfig)):
-        if not entry.get("name"):
-            raise ValueError(f"task_sequence.tasks: a task given as a mapping needs a name, got {dict(entry)}")
-        return OmegaConf.merge(OmegaConf.load(folder / "local.yaml"), entry)
-    path = folder / f"{entry}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in folder.glob("*.yaml"))
-        raise ValueError(f"task_sequence.tasks: no task config {path} for {entry!r}; known tasks: {known}")
-    return OmegaConf.load(path)
-
-
-def distill_config(cfg: DictConfig, task_cfg: DictConfig, task: Task, form: str) -> DictConfig:
-    """The single-task config whose distilled set has ``memory_per_task`` examples, in the given form."""
-    distill = OmegaConf.merge(cfg.distill, {"ipc": cfg.continual.memory_per_task // task.num_classes, "projection": FORMS[form]})
-    groups = {"task": task_cfg, "model": cfg.model, "distill": distill}
+def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> DistillJob:
+    """The single-task job whose distilled set has ``memory_per_task`` examples, in the given form."""
+    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=FORMS[form])
+    groups = {"task": task_cfg, "model": job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
-    return OmegaConf.create({**groups, "threads": cfg.threads, "out": str(out)})
+    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision, out=str(out))
 
 
-def distilled_sets(cfg: DictConfig, encoder: Encoder, tasks: list[Task], task_cfgs: list[DictConfig]) -> dict[str, list[DistilledSet]]:
+def distilled_sets(job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig]) -> dict[str, list[DistilledSet]]:
     """Each task's distilled set in each form, distilled now when no cached set has the same config."""
-    memory = cfg.continual.memory_per_task
+    memory = job.continual.memory_per_task
     for task in tasks:  # all checked before any distillation starts
         if memory % task.num_classes:
             raise ValueError(
@@ -85,32 +61,33 @@ def distilled_sets(cfg: DictConfig, encoder: Encoder, tasks: list[Task], task_cf
     sets: dict[str, list[DistilledSet]] = {form: [] for form in FORMS}
     for task, task_cfg in zip(tasks, task_cfgs):
         for form in FORMS:
-            sets[form].append(distilled_set(distill_config(cfg, task_cfg, task, form), encoder, task))
+            sets[form].append(distilled_set(distill_job(job, task_cfg, task, form), encoder, task))
     return sets
 
 
 def sequence_data(
     encoder: Encoder,
     tasks: list[Task],
-    task_cfgs: list[DictConfig],
+    task_cfgs: list[TaskConfig],
     sets: dict[str, list[DistilledSet]],
     scenario: str,
-    cfg: DictConfig,
+    job: RunJob,
 ) -> SequenceData:
     """Every task's real, held-out and distilled examples as hidden states below the trained blocks."""
-    layers = cfg.continual.trainable_layers
+    continual = job.continual
+    layers = continual.trainable_layers
     layout = LabelLayout(scenario, [task.num_classes for task in tasks])
     train, test, curve = [], [], []
     distilled: dict[str, list[Examples]] = {form: [] for form in sets}
     for index, (task, task_cfg) in enumerate(zip(tasks, task_cfgs)):
         labels = np.asarray(task.train["label"])
-        size = cfg.continual.train_examples_per_task
+        size = continual.train_examples_per_task
         keep = stratified_indices(labels, size, seed=0) if size < len(labels) else np.arange(len(labels))
         train.append(_real_examples(encoder, task, "train", keep, task_cfg.max_length, layers, layout, index))
-        held_out = fixed_subsample(len(task.test), cfg.continual.test_examples_per_task).numpy()
+        held_out = fixed_subsample(len(task.test), continual.test_examples_per_task).numpy()
         test.append(_real_examples(encoder, task, "test", held_out, task_cfg.max_length, layers, layout, index))
         # The curve sample is a fixed part of the test sample, so its encoding comes from the same cache entry.
-        part = fixed_subsample(len(held_out), cfg.continual.curve_examples_per_task)
+        part = fixed_subsample(len(held_out), continual.curve_examples_per_task)
         curve.append(test[-1].subset(part))
         for form, form_sets in sets.items():
             distilled[form].append(_distilled_examples(encoder, form_sets[index], form, task_cfg, layers, layout, index))
@@ -138,7 +115,7 @@ def _real_examples(
 
 
 def _distilled_examples(
-    encoder: Encoder, distilled: DistilledSet, form: str, task_cfg: DictConfig, layers: int, layout: LabelLayout, index: int
+    encoder: Encoder, distilled: DistilledSet, form: str, task_cfg: TaskConfig, layers: int, layout: LabelLayout, index: int
 ) -> Examples:
     if form == "embedding":
         mask = distilled.attention_mask
@@ -152,28 +129,29 @@ def _distilled_examples(
     return Examples(hidden, mask, targets, torch.full((distilled.num_examples,), index))
 
 
-def run_sequence(cfg: DictConfig) -> dict:
-    """Every strategy x scenario x seed of ``cfg.continual`` on ``cfg.task_sequence``; returns the results dict."""
+def run_sequence(job: RunJob) -> dict:
+    """Every strategy x scenario x seed of ``job.continual`` on ``job.task_sequence``; returns the results dict."""
     started = time.perf_counter()
-    out = Path(cfg.out)
-    settings = StrategySettings(**{f.name: cfg.continual[f.name] for f in dataclasses.fields(StrategySettings)})
-    _check_config(cfg)
-    task_cfgs = [task_config(entry) for entry in cfg.task_sequence.tasks]
+    torch.set_num_threads(job.threads)
+    out = Path(job.out)
+    continual = job.continual
+    settings = StrategySettings(**{f.name: getattr(continual, f.name) for f in dataclasses.fields(StrategySettings)})
+    task_cfgs = [task_config(entry) for entry in job.task_sequence.tasks]
     names = [task_cfg.name for task_cfg in task_cfgs]
-    tasks = [task_from_config(task_cfg) for task_cfg in task_cfgs]
-    encoder = load_encoder(cfg.model.name, cfg.model.pooling)
-    strategies = list(cfg.continual.strategies)
+    tasks = [load_task_config(task_cfg) for task_cfg in task_cfgs]
+    encoder = job_encoder(job)
+    strategies = list(continual.strategies)
     needs_sets = any(s in ("distilled_replay", "distilled_text_replay", "merged_only") for s in strategies)
-    sets = distilled_sets(cfg, encoder, tasks, task_cfgs) if needs_sets else {}
+    sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
 
-    settings_key = to_jsonable({"continual": cfg.continual, "model": cfg.model, "distill": cfg.distill, "tasks": task_cfgs})
+    settings_key = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
     runs: list[dict] = []
-    total = len(cfg.continual.scenarios) * len(strategies) * len(cfg.continual.seeds)
+    total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
     with tqdm(total=total, desc=f"{sequence_name(names)}: strategy runs") as progress:
-        for scenario in cfg.continual.scenarios:
-            data = sequence_data(encoder, tasks, task_cfgs, sets, scenario, cfg)
+        for scenario in continual.scenarios:
+            data = sequence_data(encoder, tasks, task_cfgs, sets, scenario, job)
             for strategy in strategies:
-                for seed in cfg.continual.seeds:
+                for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
                     runs.append(_run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
                                               lambda: run_strategy(strategy, encoder, data, settings, seed)))
@@ -184,13 +162,13 @@ def run_sequence(cfg: DictConfig) -> dict:
     results = {
         "sequence": names,
         "command": "python -m condense.run " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
-        "config": to_jsonable(cfg),
+        "config": to_jsonable(job),
         "machine": machine(),
         "seconds": time.perf_counter() - started,
         "summary": {
             scenario: {strategy: summarize_runs([r for r in runs if r["scenario"] == scenario and r["strategy"] == strategy])
                        for strategy in strategies}
-            for scenario in cfg.continual.scenarios
+            for scenario in continual.scenarios
         },
         "runs": runs,
     }
@@ -201,25 +179,6 @@ def run_sequence(cfg: DictConfig) -> dict:
     accuracy_matrices(results, out / "accuracy_matrices.png")
     log.info("wrote results.json, results.md, forgetting_curves.png and accuracy_matrices.png to %s", out)
     return results
-
-
-def _check_config(cfg: DictConfig) -> None:
-    unknown = set(cfg.continual.strategies) - set(STRATEGIES)
-    if unknown:
-        raise ValueError(f"continual.strategies: unknown {sorted(unknown)}; choose from {list(STRATEGIES)}")
-    unknown = set(cfg.continual.scenarios) - set(SCENARIOS)
-    if unknown:
-        raise ValueError(f"continual.scenarios: unknown {sorted(unknown)}; choose from {list(SCENARIOS)}")
-    names = [_entry_name(entry) for entry in cfg.task_sequence.tasks]
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise ValueError(f"task_sequence.tasks must name at least two different tasks, got {names}")
-    # Replayed sets must have been distilled for the parameters the sequence trains, or they teach the wrong model.
-    if cfg.distill.params != "last_n_layers" or cfg.distill.n_layers != cfg.continual.trainable_layers:
-        raise ValueError(
-            f"the sequence trains the top {cfg.continual.trainable_layers} block(s) and the heads, but distill trains "
-            f"{cfg.distill.params} (n_layers={cfg.distill.n_layers}); use distill=last_layer with "
-            f"distill.n_layers={cfg.continual.trainable_layers}"
-        )
 
 
 def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
@@ -236,10 +195,9 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
     return result
 
 
-@hydra.main(config_path=CONFIG_DIR, config_name="run", version_base="1.3")
+@hydra.main(config_path="pkg://condense.conf", config_name="run", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    torch.set_num_threads(cfg.threads)
-    results = run_sequence(cfg)
+    results = run_sequence(parse(cfg))
     print(results_table(results))  # the CLI's answer: the table, at the end of the log
 
 

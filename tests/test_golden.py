@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-
-from condense.pipeline import CONFIG_DIR, distill_task
+from condense.config import compose
+from condense.pipeline import distill_task
 from condense.run import run_sequence
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
@@ -26,13 +25,8 @@ def digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def compose_config(name, overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(name, overrides=overrides)
-
-
 def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode) -> dict:
-    cfg = compose_config("config", [
+    cfg = compose("config", [
         "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
         "distill.outer_steps=4", "distill.checkpoint_every=2", "distill.seq_len=8", "distill.real_batch_size=8",
         "distill.ipc=2", "threads=1", f"out={out}", mode,
@@ -49,7 +43,7 @@ def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode) -> dict:
 
 
 def sequence_outcome(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, out) -> dict:
-    cfg = compose_config("run", [
+    cfg = compose("run", [
         f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
         f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
         "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0]",

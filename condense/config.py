@@ -1,0 +1,156 @@
+"""From a command line to typed objects: the schemas of :mod:`condense.schema` registered in Hydra's ConfigStore,
+the packaged YAML presets, and the checks every entry point runs before it touches data, a model or a cache.
+
+Every YAML file under ``condense/conf/`` is merged onto its schema, so a wrong type or an unknown key fails while
+Hydra composes; :func:`parse` then turns the composed config into typed objects and checks choices and ranges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from condense.schema import JOBS, BenchJob, DistillJob, RunJob, TaskConfig
+
+CONF_PACKAGE = "condense.conf"
+
+
+class ConfigError(ValueError):
+    """A config value outside what is allowed; the message names the full key, the value and what is allowed."""
+
+
+def _entry_name(entry: Any) -> str:
+    if isinstance(entry, str):
+        return entry
+    return task_name(entry.get("name"), entry.get("path"), entry.get("train_file"))
+
+
+def sequence_name(tasks: Any) -> str:
+    return "_then_".join(_entry_name(task) for task in tasks)
+
+
+def task_name(name: str | None, path: str | None, train_file: str | None) -> str:
+    """A task's name: the configured one, else what :func:`condense.data.default_task_name` derives from its data."""
+    if name:
+        return name
+    from condense.data import default_task_name
+
+    return default_task_name(path=path, train_file=train_file)
+
+
+def register() -> None:
+    """Schemas and resolvers, once per process (entry points and :func:`compose` call it)."""
+    store = ConfigStore.instance()
+    for name, schema in JOBS.items():
+        store.store(name=f"{name}_schema", node=schema)
+    OmegaConf.register_new_resolver("sequence_name", sequence_name, replace=True)
+    OmegaConf.register_new_resolver("task_name", task_name, replace=True)
+
+
+register()
+
+
+def conf_file(*parts: str):
+    """A file of the packaged configs (``condense/conf/...``), found through the package, not a checkout."""
+    return importlib.resources.files(CONF_PACKAGE).joinpath(*parts)
+
+
+def preset(group: str, name: str) -> dict:
+    """The keys a preset of ``group`` changes (``preset("distill", "all")``), with its own defaults list applied."""
+    file = conf_file(group, f"{name}.yaml")
+    if not file.is_file():
+        known = sorted(p.name[:-5] for p in conf_file(group).iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"{group}={name!r}: no such preset; known: {known}")
+    content = OmegaConf.to_container(OmegaConf.create(file.read_text()) or OmegaConf.create({}))
+    merged: dict = {}
+    for parent in content.pop("defaults", []):
+        if parent != "_self_":
+            merged = OmegaConf.to_container(OmegaConf.merge(merged, preset(group, parent)))
+    return OmegaConf.to_container(OmegaConf.merge(merged, content))
+
+
+def task_config(entry: Any, where: str = "task_sequence.tasks") -> TaskConfig:
+    """A sequence or suite entry as a typed task config: a ``conf/task/`` name, or a mapping that overrides
+    ``conf/task/local.yaml`` (``{name: mine, path: DIR}``) for data of your own."""
+    schema = OmegaConf.structured(TaskConfig)
+    try:
+        if isinstance(entry, (dict, DictConfig)):
+            node = OmegaConf.merge(schema, preset("task", "local"), entry)
+        elif isinstance(entry, str) and conf_file("task", f"{entry}.yaml").is_file():
+            node = OmegaConf.merge(schema, preset("task", entry))
+        else:
+            known = sorted(p.name[:-5] for p in conf_file("task").iterdir() if p.name.endswith(".yaml"))
+            raise ConfigError(f"{where}: no task config for {entry!r}; known tasks: {known}, or a mapping {{name: ..., path: DIR}}")
+        task = OmegaConf.to_object(node)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{where}: {entry!r}: {err}") from err
+    task.name = task_name(task.name, task.path, task.train_file)
+    validate(task, f"{where}[{task.name}]")
+    return task
+
+
+def validate(obj: Any, prefix: str) -> None:
+    """Choices and ranges of every field, recursively; raises :class:`ConfigError` naming the full key."""
+    for spec in dataclasses.fields(obj):
+        value, key = getattr(obj, spec.name), f"{prefix}.{spec.name}" if prefix else spec.name
+        rules = spec.metadata
+        values = value if isinstance(value, list) else [value]
+        if "choices" in rules:
+            for item in values:
+                if item not in rules["choices"]:
+                    raise ConfigError(f"{key}={item!r} is not allowed; choose from {list(rules['choices'])}")
+        if "min" in rules and value is not None:
+            low, strict = rules["min"], rules.get("strict", False)
+            if value < low or (strict and value == low):
+                raise ConfigError(f"{key}={value!r} must be {'above' if strict else 'at least'} {low}")
+        if "pattern" in rules and not rules["pattern"].fullmatch(str(value)):
+            raise ConfigError(f"{key}={value!r} is not allowed; use {rules['allowed']}")
+        if dataclasses.is_dataclass(value):
+            validate(value, key)
+
+
+def parse(cfg: DictConfig) -> DistillJob | RunJob | BenchJob:
+    """The composed config as typed objects, every value checked; nothing is loaded or computed here."""
+    try:
+        job = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err)) from err
+    if not isinstance(job, (DistillJob, RunJob, BenchJob)):
+        raise ConfigError(f"not a condense job config: {type(job).__name__}; compose one of {sorted(JOBS)}")
+    validate(job, "")
+    if isinstance(job, DistillJob):
+        job.task.name = task_name(job.task.name, job.task.path, job.task.train_file)
+    if isinstance(job, RunJob):
+        check_sequence(job)
+    if isinstance(job, BenchJob):
+        for entry in [*job.bench.tasks, *job.bench.scaling.tasks, *job.bench.prompting.tasks]:
+            task_config(entry, "bench.tasks")
+    return job
+
+
+def check_sequence(job: RunJob) -> None:
+    names = [_entry_name(entry) for entry in job.task_sequence.tasks]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ConfigError(f"task_sequence.tasks must name at least two different tasks, got {names}")
+    for entry in job.task_sequence.tasks:
+        task_config(entry)
+    # Replayed sets must have been distilled for the parameters the sequence trains, or they teach the wrong model.
+    layers = job.continual.trainable_layers
+    if job.distill.params != "last_n_layers" or job.distill.n_layers != layers:
+        raise ConfigError(
+            f"the sequence trains the top {layers} block(s) and the heads, but distill trains {job.distill.params} "
+            f"(distill.n_layers={job.distill.n_layers}); use distill=last_layer with distill.n_layers={layers}"
+        )
+
+
+def compose(config_name: str = "config", overrides: list[str] | tuple[str, ...] = ()) -> DistillJob | RunJob | BenchJob:
+    """The typed job a command line would give: ``compose("run", ["task_sequence=sst2_then_agnews"])``."""
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+        return parse(hydra_compose(config_name, overrides=list(overrides)))

