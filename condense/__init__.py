@@ -9,14 +9,14 @@ register_missing_torchvision_ops()
 
 __version__ = "0.1.0"
 
-# Resolved on first use: importing them here would load transformers for every ``import condense`` and would
-# make ``python -m condense.distill`` import its own module twice.
+# Resolved on first use: importing them here would load transformers for every ``import condense``.
 _EXPORTS = {
     "DistilledSet": "condense.artifact",
     "DataError": "condense.data",
     "Task": "condense.data",
     "load_task": "condense.data",
-    "DistillConfig": "condense.distill",
+    "DistillConfig": "condense.schema",
+    "compose": "condense.config",
     "load_encoder": "condense.models",
     "merge_distilled": "condense.merge",
     "split_merged": "condense.merge",

@@ -7,12 +7,14 @@ Hydra composes; :func:`parse` then turns the composed config into typed objects 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.resources
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from condense.schema import JOBS, BenchJob, DistillJob, RunJob, TaskConfig
@@ -38,6 +40,8 @@ def task_name(name: str | None, path: str | None, train_file: str | None) -> str
     """A task's name: the configured one, else what :func:`condense.data.default_task_name` derives from its data."""
     if name:
         return name
+    if not path and not train_file:
+        raise ConfigError("task.name, task.path and task.train_file are all unset: task=local needs task.path=DIR")
     from condense.data import default_task_name
 
     return default_task_name(path=path, train_file=train_file)
@@ -131,6 +135,22 @@ def parse(cfg: DictConfig) -> DistillJob | RunJob | BenchJob:
         for entry in [*job.bench.tasks, *job.bench.scaling.tasks, *job.bench.prompting.tasks]:
             task_config(entry, "bench.tasks")
     return job
+
+
+class ValidateAtStart(Callback):
+    """Parses the composed config before Hydra makes the run folder, so a bad value leaves nothing behind
+    (``hydra.callbacks`` of every primary config in ``condense/conf/``)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        job = copy.deepcopy(config)
+        with open_dict(job):
+            del job["hydra"]
+        try:
+            parse(job)
+        except ConfigError as err:
+            # Hydra turns a callback's exception into a warning and runs the job anyway; exiting is the only way
+            # to stop before the run folder exists.
+            raise SystemExit(f"config error: {err}") from None
 
 
 def check_sequence(job: RunJob) -> None:

@@ -20,8 +20,9 @@ DISTANCES = ("cosine", "l2")
 
 
 def round_trip_vocabulary(encoder: Encoder) -> torch.Tensor:
-    """Ids of the non-special tokens whose decoded text tokenizes back to exactly that one token."""
-    return _round_trip_vocabulary(encoder.tokenizer)
+    """Ids of the non-special tokens whose decoded text tokenizes back to exactly that one token, on the encoder's
+    device."""
+    return _round_trip_vocabulary(encoder.tokenizer).to(encoder.device)
 
 
 @lru_cache(maxsize=8)

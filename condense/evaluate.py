@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from condense.features import encode_tokens, trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.report import summarize_values as summarize
+from condense.schema import FinetuneRecipe
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
 log = logging.getLogger(__name__)
@@ -56,22 +57,6 @@ class HeldOutData:
     features: torch.Tensor | None = None
     tokens: dict[str, torch.Tensor] | None = None
     token_labels: torch.Tensor | None = None  # labels of ``tokens``, which may be a subsample
-
-
-@dataclass
-class FinetuneRecipe:
-    """A standard fine-tuning recipe; mirrors ``configs/eval/*.yaml`` ``finetune``."""
-
-    lr: float = 5e-5
-    head_lr: float = 2e-3  # a fresh head needs a larger step than pretrained weights
-    weight_decay: float = 0.01
-    epochs: int = 3
-    batch_size: int = 16
-    # A few epochs of a 4-example set are a few steps, too few to move a fresh head at all; tiny sets get at
-    # least this many steps, so the recipe measures the data and not the step count.
-    min_steps: int = 30
-    params: str = "all"  # the encoder weights it trains with the head: all | last_n_layers
-    n_layers: int = 1  # for last_n_layers
 
 
 def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: HeldOutData, trains_encoder: bool) -> float:
@@ -107,7 +92,7 @@ def learned_protocol(
     accuracies = []
     for init in tqdm(range(n_inits), desc=desc, disable=desc is None, leave=False):
         generator = torch.Generator().manual_seed(seed + init)
-        head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype)
+        head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype, encoder.device)
         start = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, names)}
 
         def loss_fn(p):
@@ -128,7 +113,7 @@ def finetune_start(
     """The recipe's encoder weights and a fresh head (drawn from ``generator``), and the AdamW that trains them."""
     if recipe.params == "head":
         raise ValueError("the fine-tuning recipe trains encoder weights: params must be all or last_n_layers")
-    head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype)
+    head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype, encoder.device)
     head = {k: v.requires_grad_(True) for k, v in head.items()}
     weights = encoder_params(encoder, encoder_param_names(encoder.model, recipe.params, recipe.n_layers))
     optimizer = torch.optim.AdamW(
@@ -209,7 +194,7 @@ def probe_head(
     """One head of :func:`linear_probe`, from the fresh init drawn with ``seed``; returns its trained parameters."""
     num_classes = int(train_labels.max()) + 1
     generator = torch.Generator().manual_seed(seed)
-    params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator).items()}
+    params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator, device=train_features.device).items()}
     optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
     for _ in range(steps):
         loss = F.cross_entropy(linear_head(train_features, params), train_labels)

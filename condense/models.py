@@ -114,13 +114,19 @@ def pool(hidden_states: torch.Tensor, attention_mask: torch.Tensor, pooling: str
 
 
 def init_head(
-    hidden_size: int, num_classes: int, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+    hidden_size: int,
+    num_classes: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A fresh linear head, drawn like ``nn.Linear``'s default init so evaluation and distillation agree."""
+    """A fresh linear head, drawn like ``nn.Linear``'s default init so evaluation and distillation agree.
+
+    Drawn from a CPU generator and then moved to ``device``, so every device starts from the same head."""
     bound = 1.0 / math.sqrt(hidden_size)
     weight = (torch.rand(num_classes, hidden_size, generator=generator, dtype=dtype) * 2 - 1) * bound
     bias = (torch.rand(num_classes, generator=generator, dtype=dtype) * 2 - 1) * bound
-    return {"head.weight": weight, "head.bias": bias}
+    return {"head.weight": weight.to(device), "head.bias": bias.to(device)}
 
 
 def encoder_param_names(model: PreTrainedModel, subset: str, n_layers: int = 1) -> list[str]:

@@ -16,19 +16,16 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import hydra
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
 import condense
 from condense.artifact import DistilledSet, to_jsonable
 from condense.coresets import select_coreset
 from condense.data import Task, check_examples_per_class, task_from_config
 from condense.decode import decode_texts
-from condense.config import parse
 from condense.device import resolve_device
-from condense.distill import RealData, SyntheticSet, distill, initial_set, learn_labels, real_examples_set
+from condense.outer import RealData, SyntheticSet, distill, initial_set, learn_labels, real_examples_set
 from condense.evaluate import (
     HeldOutData,
     TrainingSet,
@@ -309,8 +306,3 @@ def metrics_table(metrics: dict) -> str:
             cells.append("—" if entry is None else f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f} (n={entry['n']})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-@hydra.main(config_path="pkg://condense.conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    distill_task(parse(cfg))

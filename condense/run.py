@@ -1,204 +1,25 @@
-"""The main job: distil every task of a sequence, then replay the sets across it and measure forgetting.
+"""``python -m condense.run`` (or ``condense-run``): the main job, a task sequence with every replay strategy.
 
-``python -m condense.run task_sequence=agnews_then_sst2`` distils any task whose distilled set is not cached yet
-(keyed by a hash of its task, model and distill config), runs every strategy of ``configs/continual/`` in every
-scenario over every seed, and writes ``results.json``, ``results.md``, ``forgetting_curves.png`` and
-``accuracy_matrices.png`` in the run folder.
+    python -m condense.run task_sequence=agnews_then_sst2
+    python -m condense.run 'task_sequence.tasks=[rotten_tomatoes,sst2,{name: mine, path: DIR}]'
+
+The config is parsed and checked here, once, before anything is loaded; :func:`condense.sequence.run_sequence`
+does the work and writes ``results.json``, ``results.md`` and the figures into ``out``.
 """
 
-from __future__ import annotations
-
-import dataclasses
-import json
-import logging
-import time
-from pathlib import Path
-
 import hydra
-import numpy as np
-import torch
-import torch.nn.functional as F
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from condense.artifact import DistilledSet, to_jsonable
-from condense.schema import DistillJob, RunJob, TaskConfig
-from condense.continual import Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
-from condense.config import parse, sequence_name, task_config
-from condense.data import Task, stratified_indices
-from condense.features import text_hidden_states, tokenize
-from condense.merge import merge_distilled
-from condense.models import Encoder, hidden_states_below
-from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
-from condense.plots import accuracy_matrices, forgetting_curves
-from condense.report import machine, one_line, results_table, summarize_runs
-
-log = logging.getLogger(__name__)
-
-# The two forms of a task's distilled set that are replayed: continuous input embeddings, and text (trained
-# through the straight-through projection, so its decoded tokens are exactly what was optimised).
-FORMS = {"embedding": "none", "text": "straight_through"}
-
-
-def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> DistillJob:
-    """The single-task job whose distilled set has ``memory_per_task`` examples, in the given form."""
-    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=FORMS[form])
-    groups = {"task": task_cfg, "model": job.model, "distill": distill}
-    out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
-    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision, out=str(out))
-
-
-def distilled_sets(job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig]) -> dict[str, list[DistilledSet]]:
-    """Each task's distilled set in each form, distilled now when no cached set has the same config."""
-    memory = job.continual.memory_per_task
-    for task in tasks:  # all checked before any distillation starts
-        if memory % task.num_classes:
-            raise ValueError(
-                f"continual.memory_per_task={memory} does not split evenly over the {task.num_classes} classes of "
-                f"{task.name}; use a multiple of {task.num_classes}"
-            )
-    sets: dict[str, list[DistilledSet]] = {form: [] for form in FORMS}
-    for task, task_cfg in zip(tasks, task_cfgs):
-        for form in FORMS:
-            sets[form].append(distilled_set(distill_job(job, task_cfg, task, form), encoder, task))
-    return sets
-
-
-def sequence_data(
-    encoder: Encoder,
-    tasks: list[Task],
-    task_cfgs: list[TaskConfig],
-    sets: dict[str, list[DistilledSet]],
-    scenario: str,
-    job: RunJob,
-) -> SequenceData:
-    """Every task's real, held-out and distilled examples as hidden states below the trained blocks."""
-    continual = job.continual
-    layers = continual.trainable_layers
-    layout = LabelLayout(scenario, [task.num_classes for task in tasks])
-    train, test, curve = [], [], []
-    distilled: dict[str, list[Examples]] = {form: [] for form in sets}
-    for index, (task, task_cfg) in enumerate(zip(tasks, task_cfgs)):
-        labels = np.asarray(task.train["label"])
-        size = continual.train_examples_per_task
-        keep = stratified_indices(labels, size, seed=0) if size < len(labels) else np.arange(len(labels))
-        train.append(_real_examples(encoder, task, "train", keep, task_cfg.max_length, layers, layout, index))
-        held_out = fixed_subsample(len(task.test), continual.test_examples_per_task).numpy()
-        test.append(_real_examples(encoder, task, "test", held_out, task_cfg.max_length, layers, layout, index))
-        # The curve sample is a fixed part of the test sample, so its encoding comes from the same cache entry.
-        part = fixed_subsample(len(held_out), continual.curve_examples_per_task)
-        curve.append(test[-1].subset(part))
-        for form, form_sets in sets.items():
-            distilled[form].append(_distilled_examples(encoder, form_sets[index], form, task_cfg, layers, layout, index))
-    merged = merge_distilled(sets["embedding"], label_space=scenario) if sets else None
-    merged_examples = None
-    if merged is not None:
-        if merged.soft_labels.shape[1] != layout.width:
-            raise ValueError(f"merged soft labels have {merged.soft_labels.shape[1]} columns, the {scenario} layout {layout.width}")
-        hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings)
-        merged_examples = Examples(hidden, merged.attention_mask, merged.soft_labels, merged.task_ids)
-    return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples)
-
-
-def _real_examples(
-    encoder: Encoder, task: Task, split: str, keep: np.ndarray, max_length: int, layers: int, layout: LabelLayout, index: int
-) -> Examples:
-    rows = getattr(task, split)
-    texts = [rows["text"][i] for i in keep.tolist()]
-    states = text_hidden_states(encoder, texts, max_length, layers, f"{task.name} {split} texts")
-    labels = torch.as_tensor(np.asarray(rows["label"])[keep])
-    targets = layout.targets(index, F.one_hot(labels, task.num_classes))
-    examples = Examples(states["hidden_states"], states["attention_mask"], targets, torch.full((len(keep),), index))
-    # Evaluation batches are taken in order: sorted by length, they carry little padding. Training shuffles anyway.
-    return examples.subset(torch.argsort(examples.attention_mask.sum(1), stable=True))
-
-
-def _distilled_examples(
-    encoder: Encoder, distilled: DistilledSet, form: str, task_cfg: TaskConfig, layers: int, layout: LabelLayout, index: int
-) -> Examples:
-    if form == "embedding":
-        mask = distilled.attention_mask
-        hidden = hidden_states_below(encoder, layers, mask, inputs_embeds=distilled.embeddings)
-    else:
-        # The text form is replayed as text: re-tokenised, as any user of the decoded set would.
-        tokens = tokenize(encoder, distilled.texts, max(task_cfg.max_length, distilled.embeddings.shape[1]))
-        mask = tokens["attention_mask"]
-        hidden = hidden_states_below(encoder, layers, mask, input_ids=tokens["input_ids"])
-    targets = layout.targets(index, distilled.soft_labels)
-    return Examples(hidden, mask, targets, torch.full((distilled.num_examples,), index))
-
-
-def run_sequence(job: RunJob) -> dict:
-    """Every strategy x scenario x seed of ``job.continual`` on ``job.task_sequence``; returns the results dict."""
-    started = time.perf_counter()
-    torch.set_num_threads(job.threads)
-    out = Path(job.out)
-    continual = job.continual
-    settings = StrategySettings(**{f.name: getattr(continual, f.name) for f in dataclasses.fields(StrategySettings)})
-    task_cfgs = [task_config(entry) for entry in job.task_sequence.tasks]
-    names = [task_cfg.name for task_cfg in task_cfgs]
-    tasks = [load_task_config(task_cfg) for task_cfg in task_cfgs]
-    encoder = job_encoder(job)
-    strategies = list(continual.strategies)
-    needs_sets = any(s in ("distilled_replay", "distilled_text_replay", "merged_only") for s in strategies)
-    sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
-
-    settings_key = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
-    runs: list[dict] = []
-    total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
-    with tqdm(total=total, desc=f"{sequence_name(names)}: strategy runs") as progress:
-        for scenario in continual.scenarios:
-            data = sequence_data(encoder, tasks, task_cfgs, sets, scenario, job)
-            for strategy in strategies:
-                for seed in continual.seeds:
-                    progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
-                    runs.append(_run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
-                                              lambda: run_strategy(strategy, encoder, data, settings, seed)))
-                    progress.update()
-                log.info("%s / %s: %s", scenario, strategy, one_line(summarize_runs([r for r in runs if
-                         r["scenario"] == scenario and r["strategy"] == strategy])))
-
-    results = {
-        "sequence": names,
-        "command": "python -m condense.run " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
-        "config": to_jsonable(job),
-        "machine": machine(),
-        "seconds": time.perf_counter() - started,
-        "summary": {
-            scenario: {strategy: summarize_runs([r for r in runs if r["scenario"] == scenario and r["strategy"] == strategy])
-                       for strategy in strategies}
-            for scenario in continual.scenarios
-        },
-        "runs": runs,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
-    (out / "results.md").write_text(results_table(results) + "\n")
-    forgetting_curves(results, out / "forgetting_curves.png")
-    accuracy_matrices(results, out / "accuracy_matrices.png")
-    log.info("wrote results.json, results.md, forgetting_curves.png and accuracy_matrices.png to %s", out)
-    return results
-
-
-def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
-    """A finished run of the same settings is read back, so an interrupted job resumes where it stopped."""
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["settings"] == settings_key:
-            return saved["result"]
-    result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(to_jsonable({"settings": settings_key, "result": result})))
-    temporary.replace(path)
-    return result
+from condense.config import parse
 
 
 @hydra.main(config_path="pkg://condense.conf", config_name="run", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    results = run_sequence(parse(cfg))
-    print(results_table(results))  # the CLI's answer: the table, at the end of the log
+    job = parse(cfg)
+    from condense.report import results_table  # after the config is known to be good: these load torch's stack
+    from condense.sequence import run_sequence
+
+    print(results_table(run_sequence(job)))  # the CLI's answer: the table, at the end of the log
 
 
 if __name__ == "__main__":

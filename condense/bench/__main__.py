@@ -1,8 +1,9 @@
-"""``python -m condense.bench <experiment> [hydra overrides]``: run one experiment of the suite (or ``all``).
+"""``python -m condense.bench <experiment> [hydra overrides]`` (or ``condense-bench``): one experiment of the suite,
+or ``all``.
 
-Writes ``<results_dir>/bench_<experiment>.json`` with the command, preset, machine and wall time, then, in a
-checkout, regenerates ``docs/results.md`` and its figures from every committed results file
-(``benchmarks/report.py``).
+Writes ``<results_dir>/bench_<experiment>.json`` with the command, preset, machine and wall time, then, when
+``report`` is on and a ``docs/`` folder stands beside the results folder's parent (a checkout), regenerates
+``docs/results.md`` and its figures from every results file there (:func:`condense.bench.report.write_report`).
 """
 
 from __future__ import annotations
@@ -10,46 +11,48 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import runpy
 import sys
 import time
 from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
-from condense.artifact import to_jsonable
-from condense.bench import EXPERIMENTS, common
-from condense.pipeline import CONFIG_DIR
-from condense.report import machine
+from condense.config import ConfigError, compose
+from condense.schema import EXPERIMENTS, BenchJob
 
 log = logging.getLogger("condense.bench")
-REPORT_SCRIPT = Path(CONFIG_DIR).parent / "benchmarks" / "report.py"
+USAGE = f"usage: condense-bench <{'|'.join(EXPERIMENTS)}|all> [overrides, e.g. bench=paper eval=paper device=cuda]"
 
 
-def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
-    """Run experiment ``name`` under ``cfg`` and write its results file; returns the results."""
+def run_experiment(name: str, job: BenchJob, command: str) -> dict:
+    """Run experiment ``name`` under ``job`` and write its results file; returns the results."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)} or 'all'")
+    import torch  # here, not at the top: a bad command line should fail before torch's stack loads
+
+    from condense.bench import common
+    from condense.cache import to_jsonable
+    from condense.report import machine
+
     module = importlib.import_module(f"condense.bench.{name}")
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(job.threads)
     common.LEDGER.clear()
     started = time.perf_counter()
-    results = module.run(cfg)
-    stem = cfg.results_name or f"bench_{name}"
+    results = module.run(job)
+    stem = job.results_name or f"bench_{name}"
     results = {
         "experiment": name,
         "name": stem,
         "command": command,
-        "preset": cfg.bench.name,
+        "preset": job.bench.name,
         "machine": machine(),
         "seconds": time.perf_counter() - started,
         "distillation": common.ledger_summary(),
-        "config": to_jsonable(cfg),
+        "config": to_jsonable(job),
         **results,
     }
-    path = Path(cfg.results_dir) / f"{stem}.json"
+    path = Path(job.results_dir) / f"{stem}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
     log.info("%s took %.1f min; wrote %s", name, results["seconds"] / 60, path)
@@ -58,20 +61,28 @@ def run_experiment(name: str, cfg: DictConfig, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") or "=" in argv[0]:
-        raise SystemExit(f"usage: python -m condense.bench <{'|'.join(EXPERIMENTS)}|all> [overrides, e.g. bench=paper]")
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return
+    if not argv or argv[0].startswith("-") or "=" in argv[0] or argv[0] not in (*EXPERIMENTS, "all"):
+        raise SystemExit(USAGE)
     name, overrides = argv[0], argv[1:]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("bench", overrides=overrides)
+    try:
+        job = compose("bench", overrides)  # every value checked before any experiment starts
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        raise SystemExit(f"config error: {err}") from None
     names = EXPERIMENTS if name == "all" else (name,)
     started = time.perf_counter()
     for experiment in names:
-        run_experiment(experiment, cfg, " ".join(["python -m condense.bench", experiment, *overrides]))
+        run_experiment(experiment, job, " ".join(["python -m condense.bench", experiment, *overrides]))
     if name == "all":
         log.info("the whole suite took %.1f min", (time.perf_counter() - started) / 60)
-    if cfg.report and REPORT_SCRIPT.exists():
-        runpy.run_path(str(REPORT_SCRIPT), run_name="__main__")
+    docs = Path(job.results_dir).resolve().parent.parent / "docs"
+    if job.report and docs.is_dir():
+        from condense.bench.report import write_report
+
+        write_report(Path(job.results_dir), docs / "results.md", docs / "figures")
 
 
 if __name__ == "__main__":

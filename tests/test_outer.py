@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from condense.distill import DistillConfig, RealData, distill, initial_set, real_examples_set
+from condense.outer import RealData, distill, initial_set, real_examples_set
+from condense.schema import DistillConfig
 from condense.features import encode_tokens, tokenize
 
 TEXTS = ["stocks market profit bank"] * 4 + ["football match goal team"] * 4
@@ -79,10 +80,3 @@ def test_checkpoints_are_offered_during_the_run(tiny_bert, real):
     start = initial_set(tiny_bert, TEXTS, LABELS, 2, 1, 8, 0)
     distill(tiny_bert, real, start, 2, config, on_checkpoint=lambda state, step: seen.append(step), progress=False)
     assert seen == [2, 4]
-
-
-def test_config_validation():
-    with pytest.raises(ValueError, match="distill.params must be one of"):
-        DistillConfig(params="some")
-    with pytest.raises(ValueError, match="distill.ipc must be at least 1"):
-        DistillConfig(ipc=0)

@@ -1,0 +1,274 @@
+"""Dataset distillation by back-propagation through time (the outer loop).
+
+A synthetic set is k examples per class, each an (L, d) matrix of input embeddings with an attention mask, a
+learnable soft label, and T learnable inner learning rates shared by the set. Every outer step draws a fresh
+head, trains it (and, in the ``last_n_layers`` / ``all`` modes, encoder weights) for T unrolled steps on the
+synthetic set, measures cross-entropy on a batch of real training data, and back-propagates that loss through
+the unrolled steps to the embeddings, labels and learning rates.
+
+With ``projection="straight_through"`` the forward pass always sees the nearest real token embeddings, so the
+set that is trained is exactly its decoded text; the gradient still reaches the continuous embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from condense.decode import nearest_tokens, project, round_trip_vocabulary
+from condense.features import trim_padding
+from condense.inner import soft_cross_entropy, unrolled_train
+from condense.schema import DistillConfig
+from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RealData:
+    """The real training data the outer loss is measured on.
+
+    ``features`` (frozen-encoder features) suffice when only the head trains; otherwise ``tokens`` are encoded
+    by the inner-trained encoder at every outer step.
+    """
+
+    labels: torch.Tensor
+    features: torch.Tensor | None = None
+    tokens: dict[str, torch.Tensor] | None = None
+
+    def batch(self, index: torch.Tensor) -> RealData:
+        """The rows at ``index``, with token padding trimmed to the longest of them."""
+        tokens = None
+        if self.tokens is not None:
+            mask, tokens = trim_padding(self.tokens["attention_mask"][index], input_ids=self.tokens["input_ids"][index])
+            tokens["attention_mask"] = mask
+        features = None if self.features is None else self.features[index]
+        return RealData(labels=self.labels[index], features=features, tokens=tokens)
+
+
+@dataclass
+class SyntheticSet:
+    """Initial or learned synthetic examples (before they become a :class:`condense.DistilledSet`)."""
+
+    token_ids: torch.Tensor  # (N, L): the tokens the embeddings start from, or their nearest tokens
+    attention_mask: torch.Tensor  # (N, L)
+    labels: torch.Tensor  # (N,)
+    embeddings: torch.Tensor | None = None  # (N, L, d); None: the token embeddings of token_ids
+    soft_labels: torch.Tensor | None = None  # (N, C)
+    inner_lrs: torch.Tensor | None = None  # (T,) or (T, 2)
+    history: list[float] = field(default_factory=list)  # outer loss per step
+    seconds: float = 0.0
+
+
+def initial_set(
+    encoder: Encoder,
+    texts: list[str],
+    labels: torch.Tensor,
+    num_classes: int,
+    ipc: int,
+    seq_len: int,
+    seed: int,
+) -> SyntheticSet:
+    """k examples per class, each filled with the tokens of randomly drawn real examples of its class.
+
+    Real texts are concatenated until ``seq_len`` is full, so every position starts as a real token in a
+    plausible context instead of padding.
+    """
+    prefix, suffix = encoder.special_tokens()
+    room = seq_len - len(prefix) - len(suffix)
+    if room < 1:
+        raise ValueError(f"distill.seq_len={seq_len} leaves no room for text between the special tokens")
+    generator = torch.Generator().manual_seed(seed)
+    pad = encoder.tokenizer.pad_token_id or 0
+    rows, masks, row_labels = [], [], []
+    for label in range(num_classes):
+        members = torch.nonzero(labels == label).flatten()
+        order = members[torch.randperm(len(members), generator=generator)].tolist()
+        for example in range(ipc):
+            content: list[int] = []
+            # Start each example from a different real text, then keep drawing from the class's shuffled list.
+            for index in order[example:] + order[:example]:
+                content += encoder.tokenizer(texts[index], add_special_tokens=False)["input_ids"]
+                if len(content) >= room:
+                    break
+            ids = prefix + content[:room] + suffix
+            rows.append(ids + [pad] * (seq_len - len(ids)))
+            masks.append([1] * len(ids) + [0] * (seq_len - len(ids)))
+            row_labels.append(label)
+    return SyntheticSet(torch.tensor(rows), torch.tensor(masks), torch.tensor(row_labels))
+
+
+def real_examples_set(encoder: Encoder, texts: list[str], labels: torch.Tensor, max_length: int) -> SyntheticSet:
+    """Real examples as a synthetic set, for the label-only baselines (random and coreset subsets)."""
+    tokens = encoder.tokenizer(texts, truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
+    return SyntheticSet(tokens["input_ids"], tokens["attention_mask"], labels.clone())
+
+
+def learn_labels(
+    encoder: Encoder, real: RealData, start: SyntheticSet, num_classes: int, config: DistillConfig
+) -> SyntheticSet:
+    """Soft labels and inner learning rates learned for the fixed inputs of ``start`` by the same outer loop: the
+    label treatment real-example baselines get, so that a gap to a distilled set is its inputs'."""
+    return distill(encoder, real, start, num_classes, replace(config, learn_inputs=False), progress=False)
+
+
+def distill(
+    encoder: Encoder,
+    real: RealData,
+    start: SyntheticSet,
+    num_classes: int,
+    config: DistillConfig,
+    on_checkpoint: Callable[[SyntheticSet, int], None] | None = None,
+    progress: bool = True,
+) -> SyntheticSet:
+    """Learn the embeddings, soft labels and inner learning rates of ``start`` by BPTT; returns the learned set."""
+    if config.trains_encoder and real.tokens is None:
+        raise ValueError(f"distill.params={config.params} trains the encoder and needs real tokens, not features")
+    if not config.trains_encoder and real.features is None:
+        raise ValueError("head-only distillation needs real frozen-encoder features")
+    # Random draws come from a CPU generator and are then moved, so a run on any device draws the same numbers.
+    generator = torch.Generator().manual_seed(config.seed)
+    table = encoder.token_embeddings.detach()
+    device = table.device
+    start_ids, mask, labels = start.token_ids.to(device), start.attention_mask.to(device), start.labels.to(device)
+    start_embeddings = None if start.embeddings is None else start.embeddings.to(device)
+    candidates = round_trip_vocabulary(encoder)
+    special = torch.tensor(encoder.tokenizer.all_special_ids, device=device)
+    learnable = mask.bool() & ~torch.isin(start_ids, special)
+
+    fixed = table[start_ids].clone()
+    inputs = fixed.clone() if start_embeddings is None else start_embeddings.detach().clone()
+    if config.init == "noise" and start_embeddings is None:
+        noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype).to(device) * table.std() + table.mean(0)
+        inputs = torch.where(learnable.unsqueeze(-1), noise, inputs)
+    inputs.requires_grad_(config.learn_inputs)
+
+    one_hot = F.one_hot(labels, num_classes).to(table.dtype)
+    label_logits = (one_hot * math.log(9 * max(num_classes - 1, 1))).requires_grad_(config.labels == "learned")
+    groups = 2 if config.trains_encoder else 1
+    initial_lrs = torch.tensor([config.inner_lr, config.inner_encoder_lr][:groups], dtype=table.dtype, device=device)
+    log_lrs = initial_lrs.log().repeat(config.inner_steps, 1).requires_grad_(config.learn_lrs)
+
+    groups_to_learn = [
+        {"params": [inputs], "lr": config.lr_inputs, "on": config.learn_inputs},
+        {"params": [label_logits], "lr": config.lr_labels, "on": config.labels == "learned"},
+        {"params": [log_lrs], "lr": config.lr_lrs, "on": config.learn_lrs},
+    ]
+    learned = [{"params": g["params"], "lr": g["lr"]} for g in groups_to_learn if g["on"]]
+    optimizer = torch.optim.Adam(learned) if learned else None
+    encoder_names = encoder_param_names(encoder.model, config.params, config.n_layers)
+
+    def targets() -> torch.Tensor:
+        return F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot
+
+    def forward_inputs() -> torch.Tensor:
+        if config.projection == "straight_through" and config.learn_inputs:
+            snapped, _ = project(inputs, table, candidates, config.distance)
+        else:
+            snapped = inputs
+        return torch.where(learnable.unsqueeze(-1), snapped, fixed)
+
+    frozen_features = None
+    if not config.trains_encoder and not config.learn_inputs:
+        with torch.no_grad():
+            frozen_features = encode(encoder, mask, inputs_embeds=forward_inputs())
+
+    def snapshot() -> SyntheticSet:
+        """The current state as plain tensors: what the model trains on, its nearest tokens, labels and lrs."""
+        with torch.no_grad():
+            token_ids = start_ids.clone()
+            if config.learn_inputs:
+                token_ids[learnable] = nearest_tokens(inputs[learnable], table, candidates, config.distance)
+            lrs = log_lrs.exp().detach().clone()
+            return SyntheticSet(
+                token_ids=token_ids,
+                attention_mask=mask.clone(),
+                labels=labels.clone(),
+                embeddings=forward_inputs().detach().clone(),
+                soft_labels=targets().detach().clone(),
+                inner_lrs=lrs.squeeze(-1) if groups == 1 else lrs,
+                history=list(history),
+            )
+
+    history: list[float] = []
+    started = time.perf_counter()
+    steps = tqdm(range(config.outer_steps), desc="distilling", disable=not progress, leave=False)
+    for step in steps:
+        head = init_head(encoder.hidden_size, num_classes, generator, table.dtype, device)
+        params = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, encoder_names)}
+        batch = torch.randint(len(real.labels), (min(config.real_batch_size, len(real.labels)),), generator=generator)
+        loss = outer_loss(
+            encoder,
+            params,
+            forward_inputs() if frozen_features is None else None,
+            mask,
+            targets(),
+            log_lrs.exp(),
+            real.batch(batch),
+            config.inner_optimizer,
+            synthetic_features=frozen_features,
+        )
+        history.append(loss.item())
+        if optimizer is not None:
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for g in learned for p in g["params"]], config.clip_norm)
+            optimizer.step()
+        steps.set_postfix(outer_loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
+        if on_checkpoint is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.outer_steps:
+            on_checkpoint(snapshot(), step + 1)
+    result = snapshot()
+    result.seconds = time.perf_counter() - started
+    log.info(
+        "distilled %d examples in %.0f s (%.2f outer steps/s), final outer loss %.3f",
+        len(labels), result.seconds, config.outer_steps / max(result.seconds, 1e-9),
+        sum(history[-20:]) / max(len(history[-20:]), 1),
+    )
+    return result
+
+
+def outer_loss(
+    encoder: Encoder,
+    params: dict[str, torch.Tensor],
+    inputs_embeds: torch.Tensor | None,
+    attention_mask: torch.Tensor,
+    targets: torch.Tensor,
+    lrs: torch.Tensor,
+    real_batch: RealData,
+    inner_optimizer: str = "sgd",
+    synthetic_features: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy on a real batch after ``len(lrs)`` unrolled inner steps on the synthetic set from ``params``.
+
+    Differentiable with respect to ``inputs_embeds``, ``targets`` and ``lrs``: this is the quantity the outer loop
+    minimises. ``params`` holds the head and whichever encoder weights the inner loop trains; with only a head,
+    ``synthetic_features`` may stand in for the synthetic inputs when those are fixed.
+    """
+    trains_encoder = any(not name.startswith("head.") for name in params)
+    if trains_encoder:
+
+        def inner_loss(p):
+            return soft_cross_entropy(classify(encoder, attention_mask, p, inputs_embeds=inputs_embeds), targets)
+
+    else:
+        features = synthetic_features
+        if features is None:
+            features = encode(encoder, attention_mask, inputs_embeds=inputs_embeds)
+
+        def inner_loss(p):
+            return soft_cross_entropy(linear_head(features, p), targets)
+
+    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer)
+    if trains_encoder:
+        tokens = real_batch.tokens
+        real_features = encode(encoder, tokens["attention_mask"], input_ids=tokens["input_ids"], params=trained)
+    else:
+        real_features = real_batch.features
+    return F.cross_entropy(linear_head(real_features, trained), real_batch.labels)
