@@ -23,14 +23,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def run_folder(overrides: list[str]) -> Path:
-    """The folder ``python -m condense.run`` writes for these overrides (asked of Hydra, not guessed)."""
-    from hydra import compose, initialize_config_dir
+    """The folder ``python -m condense.run`` writes for these overrides (asked of the config, not guessed)."""
+    from condense.config import compose
 
-    import condense.run  # noqa: F401  registers the sequence_name resolver
-    from condense.pipeline import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return ROOT / compose("run", overrides=overrides).out
+    return ROOT / compose("run", overrides).out
 
 
 def main() -> None:

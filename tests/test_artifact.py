@@ -1,6 +1,8 @@
 import json
 import pickle
 import platform
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,13 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import condense
-from condense import artifact
-from condense.artifact import (
-    FORMAT_VERSION,
-    ArtifactError,
-    DistilledSet,
-    to_jsonable,
-)
+from condense.artifact import FORMAT_VERSION, ArtifactError, DistilledSet, InnerProtocol, Progress, TrainingSet
+from condense.cache import to_jsonable
+from condense.merge import merge_distilled, split_merged
 
 FILES = {"embeddings.safetensors", "meta.json", "text.jsonl", "metrics.json"}
 LABEL_NAMES = ["negative", "positive", "neutral"]
@@ -73,7 +71,8 @@ def test_round_trip_bit_exact(tmp_path):
     assert versions["condense"] == condense.__version__
     assert versions["torch"] == torch.__version__
     assert versions["python"] == platform.python_version()
-    assert versions["transformers"] and versions["datasets"]
+    assert versions["transformers"] == metadata.version("transformers")
+    assert versions["datasets"] == metadata.version("datasets")
     assert loaded.num_examples == 6
     assert loaded.num_classes == 3
     assert loaded.label_names == LABEL_NAMES
@@ -174,7 +173,9 @@ def _rewrite_tensors(path, **changes):
 def test_mismatched_n(tmp_path):
     make_set().save(tmp_path)
     _rewrite_tensors(tmp_path, labels=torch.zeros(4, dtype=torch.int64))
-    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: labels has shape \(4,\)"):
+    # The constructor finds it; load names the file it came from.
+    message = r"embeddings\.safetensors: invalid distilled set .*labels has 4 entries, embeddings has N=6"
+    with pytest.raises(ArtifactError, match=message):
         DistilledSet.load(tmp_path)
 
 
@@ -184,8 +185,13 @@ def test_soft_label_columns_vs_label_names(tmp_path):
     meta = json.loads(meta_path.read_text())
     meta["label_names"] = ["a", "b"]
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(ArtifactError, match=r"embeddings\.safetensors: soft_labels .*meta\.json lists 2 label_names"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"embeddings\.safetensors: invalid distilled set \(read with meta\.json .*soft_labels shape \(6, 3\) "
+        r"does not match \(N, len\(label_names\)\) = \(6, 2\)",
+    ) as info:
         DistilledSet.load(tmp_path)
+    assert isinstance(info.value.__cause__, ValueError) and not isinstance(info.value.__cause__, ArtifactError)
 
 
 def test_missing_tensor(tmp_path):
@@ -288,18 +294,20 @@ def test_crash_mid_save_keeps_previous_artefact(tmp_path, monkeypatch):
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
     new = make_set(n_per_class=3)
-    calls = []
+    written = []
+    write_text = Path.write_text
 
-    def crash_on_third(path, text):
-        calls.append(path)
-        if len(calls) == 3:  # text.jsonl and metrics.json written, meta.json not yet
+    def disk_full_at_meta(path, text, *args, **kwargs):
+        if path.name.startswith(".meta.json."):  # embeddings, text.jsonl and metrics.json already written
             raise OSError("disk full")
-        path.write_text(text, encoding="utf-8")
+        written.append(path.name)
+        return write_text(path, text, *args, **kwargs)
 
-    monkeypatch.setattr(artifact, "_write_text", crash_on_third)
+    monkeypatch.setattr(Path, "write_text", disk_full_at_meta)
     with pytest.raises(OSError, match="disk full"):
         new.save(tmp_path)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert [name.split(".")[1] for name in written] == ["text", "metrics"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "no file replaced, no temporary left"
     assert DistilledSet.load(tmp_path).num_examples == old.num_examples
 
 
@@ -309,3 +317,62 @@ def test_unbalanced_examples_per_class():
     assert ds.class_counts == [3, 2, 1]
     with pytest.raises(ValueError, match="unbalanced"):
         _ = ds.examples_per_class
+
+
+def test_inner_protocol_and_progress_read_meta(tmp_path):
+    ds = make_set(steps=4)
+    ds.meta["inner"] = {"params": "last_n_layers", "n_layers": 2, "optimizer": "adam", "steps": 4}
+    ds.meta["progress"] = {"outer_step": 30, "seconds": 12.5}
+    loaded = DistilledSet.load(ds.save(tmp_path))
+    inner = loaded.inner
+    assert (inner.params, inner.n_layers, inner.optimizer, inner.steps) == ("last_n_layers", 2, "adam", 4)
+    assert torch.equal(inner.lrs, ds.inner_lrs)
+    assert loaded.progress == Progress(outer_step=30, seconds=12.5)
+    with pytest.raises(AttributeError):
+        inner.params = "all"  # a read-only view: the artefact's fields are the truth
+
+
+def test_inner_protocol_defaults_where_meta_is_silent():
+    ds = make_set(steps=3)  # meta["inner"] has only steps; a checkpoint has no seconds yet
+    ds.meta["progress"] = {"outer_step": 2}
+    assert (ds.inner.params, ds.inner.n_layers, ds.inner.optimizer, ds.inner.steps) == ("head", 1, "sgd", 3)
+    assert ds.progress == Progress(outer_step=2, seconds=None)
+    del ds.meta["progress"]
+    assert ds.progress == Progress(None, None)
+    assert InnerProtocol().steps == 0 and InnerProtocol(lrs=torch.ones(5, 2)).steps == 5
+
+
+def test_training_set_embedding_form():
+    ds = make_set()
+    train = ds.training_set("embedding")
+    assert isinstance(train, TrainingSet) and len(train) == 6 and train.input_ids is None
+    assert train.inputs_embeds is ds.embeddings and train.attention_mask is ds.attention_mask
+    assert train.soft_labels is ds.soft_labels
+    assert train.inputs(torch.tensor([1, 3]))["inputs_embeds"].shape == (2, 5, 4)
+
+
+def test_training_set_text_form_retokenises(tiny_bert):
+    ds = make_set(length=5)
+    ds.texts = ["word " * 20] + ["short"] * 5
+    train = ds.training_set("text", tiny_bert.tokenizer, max_length=8)
+    expected = tiny_bert.tokenizer(ds.texts, truncation=True, max_length=8, padding="longest", return_tensors="pt")
+    assert train.inputs_embeds is None and train.soft_labels is ds.soft_labels
+    assert torch.equal(train.input_ids, expected["input_ids"]) and train.input_ids.shape == (6, 8)
+    assert torch.equal(train.attention_mask, expected["attention_mask"])
+    # At least the set's own length L, so a text as long as the distilled example is never cut.
+    assert ds.training_set("text", tiny_bert.tokenizer, max_length=2).input_ids.shape == (6, 5)
+
+
+def test_training_set_rejects_what_the_set_cannot_give():
+    ds = make_set()
+    with pytest.raises(ValueError, match="form must be one of"):
+        ds.training_set("tokens")
+    with pytest.raises(ValueError, match="needs decoded texts, a tokenizer"):
+        ds.training_set("text")
+    with pytest.raises(ValueError, match="needs decoded texts, a tokenizer"):
+        make_set(with_texts=False).training_set("text", tokenizer=object())
+    text_only = split_merged(merge_distilled([ds], form="text"))[0]
+    with pytest.raises(ValueError, match="text-only"):
+        text_only.training_set("embedding")
+    with pytest.raises(ValueError, match="max_length"):
+        text_only.training_set("text", tokenizer=object())  # L is 0, so only max_length can bound the tokens

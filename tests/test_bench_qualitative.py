@@ -7,31 +7,31 @@ import json
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from condense.bench.__main__ import run_experiment
 from condense.bench.common import task_data
 from condense.bench import qualitative
-from condense.bench.qualitative import cell, nearest_neighbours, probe_heads, report, token_statistics
+from condense.bench.qualitative import nearest_neighbours, probe_heads, probe_outputs, token_statistics
+from condense.bench.qualitative_report import cell, report
+from condense.config import compose
 from condense.features import text_features
-from condense.pipeline import CONFIG_DIR
 
 
 @pytest.fixture
 def tiny_bench_cfg(tiny_model_dirs, tiny_task_dir, tmp_path):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("bench", overrides=[
-            f"model.name={tiny_model_dirs['bert']}",
-            "eval=smoke",
-            "threads=1",
-            f"bench.tasks=[{{name: tiny, path: {tiny_task_dir}}}]",
-            "bench.outer_steps=2",
-            "bench.seeds=[0]",
-            "bench.qualitative.probe_inits=2",
-            "bench.qualitative.real_sample=10",
-            f"results_dir={tmp_path}",
-            "report=false",
-        ])
+    return compose("bench", [
+        f"model.name={tiny_model_dirs['bert']}",
+        "eval=smoke",
+        "threads=1",
+        "device=cpu",  # pinned numbers
+        f"bench.tasks=[{{name: tiny, path: {tiny_task_dir}}}]",
+        "bench.outer_steps=2",
+        "bench.seeds=[0]",
+        "bench.qualitative.probe_inits=2",
+        "bench.qualitative.real_sample=10",
+        f"results_dir={tmp_path}",
+        "report=false",
+    ])
 
 
 def test_token_statistics_counts_stop_words_among_words_and_repeats_among_tokens():
@@ -96,18 +96,29 @@ def test_run_and_report_show_every_distilled_example_with_soft_label_neighbours_
     task = results["tasks"]["tiny"]
     examples = task["seeds"]["0"]
     assert [e["class"] for e in examples] == ["business", "sports", "tech"]  # ipc=1, grouped by class
+    data = task_data(tiny_bench_cfg, tiny_bench_cfg.bench.tasks[0])
+    heads = probe_heads(data, n_inits=2, seed=tiny_bench_cfg.eval.seed)  # the experiment's, from the cache
+    # The probes fit the tiny task: both right on all 12 test examples.
+    assert task["probe"] == {"inits": 2, "seed": tiny_bench_cfg.eval.seed, "test_accuracy": {"mean": 1.0, "std": 0.0, "n": 2}}
+    assert task["token_budget"] == 30  # distill.seq_len 32 less [CLS] and [SEP]
     for example in examples:
         assert sum(example["soft_label"].values()) == pytest.approx(1.0, abs=1e-4)
-        assert example["confidence"]["n"] == 2 and 0.0 <= example["confidence"]["mean"] <= 1.0
-        assert len(example["predicted"]) == 2
+        features = text_features(data.encoder, [example["text"]], data.cfg.task.max_length)
+        label = torch.tensor([task["label_names"].index(example["class"])])
+        confidence, predicted = probe_outputs(heads, features, label)
+        assert example["confidence"]["n"] == 2
+        assert example["confidence"]["mean"] == pytest.approx(confidence.mean().item(), abs=1e-6)
+        assert example["confidence"]["mean"] > 0.99 and example["predicted"] == [example["class"]] * 2
         assert len(example["neighbours"]) == 2
         assert example["neighbours"][0]["similarity"] >= example["neighbours"][1]["similarity"]
-        assert 0.0 <= example["statistics"]["stop_words"] <= 1.0 and example["statistics"]["tokens"] > 0
+        assert all(n["label"] == example["class"] for n in example["neighbours"])
+        assert example["statistics"] == token_statistics(data.encoder.tokenizer.tokenize(example["text"]))
+        assert example["statistics"]["tokens"] == task["token_budget"]
     for name in task["label_names"]:
         real = task["classes"][name]["real"]
-        assert 1 <= real["examples"] <= 10
-        # Real comparison text is cut to the distilled examples' token budget.
-        assert real["statistics"]["tokens"]["mean"] <= task["token_budget"]
+        # The class's 8 training texts of 5 words make one window of the full 30 tokens and a shorter last one.
+        assert real["examples"] == 2 and real["statistics"]["tokens"]["mean"] == 20.0
+        assert real["predicted_as_class"] == 1.0
 
     lines = report(results, tmp_path / "figures")
     text = "\n".join(lines)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from condense.artifact import InnerProtocol, TrainingSet
 from condense.evaluate import (
     FinetuneRecipe,
     HeldOutData,
-    TrainingSet,
     finetune_protocol,
     learned_protocol,
     linear_probe,
@@ -17,6 +17,8 @@ from condense.evaluate import (
     summarize,
 )
 from condense.features import encode_tokens, tokenize
+from condense.heads import head_accuracy
+from condense.models import init_head
 
 
 def separable_features(n=200, d=8, seed=0):
@@ -41,13 +43,17 @@ def test_learned_protocol_trains_fresh_heads_on_the_set(tiny_bert):
     features = encode_tokens(tiny_bert, tokens)
     test = HeldOutData(labels=labels, features=features, tokens=tokens, token_labels=labels)
     train = TrainingSet(tokens["attention_mask"][:2], F.one_hot(labels[:2], 2).float(), input_ids=tokens["input_ids"][:2])
-    trained = learned_protocol(tiny_bert, train, test, torch.full((30,), 2.0), n_inits=3)
-    untrained = learned_protocol(tiny_bert, train, test, torch.zeros(1), n_inits=3)
+    trained = learned_protocol(tiny_bert, train, test, InnerProtocol(lrs=torch.full((30,), 2.0)), n_inits=3)
+    untrained = learned_protocol(tiny_bert, train, test, InnerProtocol(lrs=torch.zeros(1)), n_inits=3)
     assert trained["mean"] == 1.0, "two distinct texts repeated: a trained head must fit them"
     assert trained["n"] == untrained["n"] == 3
-    assert untrained["std"] >= 0.0
-    encoder_trained = learned_protocol(tiny_bert, train, test, torch.full((5, 2), 1.0), params="all", n_inits=2)
-    assert 0.0 <= encoder_trained["mean"] <= 1.0
+    # A zero learning rate leaves each fresh head as drawn: the protocol scores the heads of seeds 0, 1, 2.
+    drawn = [head_accuracy(init_head(16, 2, torch.Generator().manual_seed(s)), features, labels) for s in range(3)]
+    assert untrained == summarize(drawn)
+    everything = InnerProtocol(params="all", lrs=torch.full((5, 2), 1.0))
+    encoder_trained = learned_protocol(tiny_bert, train, test, everything, n_inits=2)
+    assert encoder_trained == learned_protocol(tiny_bert, train, test, everything, n_inits=2)  # seeded
+    assert encoder_trained["n"] == 2 and encoder_trained != trained
 
 
 def test_finetune_protocol_runs_on_embeddings_and_is_seeded(tiny_bert):

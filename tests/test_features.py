@@ -1,8 +1,10 @@
 """Tokenising and cached frozen-encoder features."""
 
+import pytest
 import torch
 
-from condense.features import cache_dir, encode_tokens, length_batches, text_features, tokenize
+from condense.cache import cache_dir, digest
+from condense.features import cached_tensors, encode_tokens, length_batches, text_features, tokenize
 
 
 def test_features_are_cached_per_input(tiny_bert):
@@ -28,3 +30,19 @@ def test_length_bucketed_encoding_matches_one_batch(tiny_bert):
 def test_tokenize_truncates_to_max_length(tiny_bert):
     tokens = tokenize(tiny_bert, ["word " * 100], 10)
     assert tokens["input_ids"].shape == (1, 10)
+
+
+def test_an_interrupted_computation_leaves_no_cache_entry():
+    key = ("an interrupted entry",)
+
+    def killed():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cached_tensors(key, killed, "an entry", folder="interrupted")
+    folder = cache_dir() / "interrupted"
+    assert not folder.exists()
+    first = cached_tensors(key, lambda: {"x": torch.arange(3)}, "an entry", folder="interrupted")
+    again = cached_tensors(key, lambda: {"x": torch.zeros(3)}, "an entry", folder="interrupted")
+    assert first["x"].tolist() == again["x"].tolist() == [0, 1, 2]
+    assert [p.name for p in folder.iterdir()] == [f"{digest(key)}.safetensors"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from condense.config import compose
 from condense.pipeline import distill_task
-from condense.run import run_sequence
+from condense.sequence import run_sequence
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
 WRITE = os.environ.get("CONDENSE_WRITE_GOLDEN") == "1"

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.distill import RealData, outer_loss
+from condense.outer import RealData, outer_loss
 from condense.models import encoder_param_names, encoder_params, init_head, load_encoder
 
 

@@ -6,7 +6,9 @@ import torch
 from datasets import ClassLabel, Value
 
 import condense
-from condense.artifact import MERGED_FORMAT_VERSION, ArtifactError, DistilledSet, to_jsonable
+from condense.artifact import MERGED_FORMAT_VERSION, ArtifactError, DistilledSet
+from condense.cache import to_jsonable
+from condense.label_blocks import label_blocks, shared_settings
 from condense.merge import MergeError, merge_distilled, split_merged
 
 TENSORS = ("embeddings", "attention_mask", "labels", "soft_labels", "inner_lrs", "token_ids", "task_ids")
@@ -372,3 +374,28 @@ def test_soft_mass_outside_task_block(abc, space):
 def test_lazy_exports():
     assert condense.merge_distilled is merge_distilled
     assert condense.split_merged is split_merged
+
+
+@pytest.mark.parametrize(
+    "space, low, high", [("task", [0] * 7, [2] * 4 + [3] * 3), ("class", [0] * 4 + [2] * 3, [2] * 4 + [5] * 3)]
+)
+def test_label_blocks(abc, space, low, high):
+    a, b, _ = abc
+    m = merge_distilled([a, b], label_space=space)
+    blocks = label_blocks(m.meta, m.task_ids)
+    assert [block.tolist() for block in blocks] == [low, high]
+
+
+def test_merged_inner_protocol_is_the_one_its_tasks_share(abc):
+    a, b, _ = abc
+    for part in (a, b):
+        part.meta["inner"] = {"params": "last_n_layers", "n_layers": 2, "optimizer": "adam", "steps": 3}
+    m = merge_distilled([a, b])
+    assert "inner" not in m.meta  # a view: the merged meta on disk is as before
+    assert (m.inner.params, m.inner.n_layers, m.inner.optimizer, m.inner.steps) == ("last_n_layers", 2, "adam", 3)
+    assert torch.equal(m.inner.lrs, m.inner_lrs)
+    assert (m.progress.outer_step, m.progress.seconds) == (None, None)
+    b.meta["inner"]["optimizer"] = "sgd"
+    with pytest.raises(ValueError, match=r"different inner protocols, 'a' for .*'adam'.* and 'b' for .*'sgd'"):
+        _ = merge_distilled([a, b]).inner
+    assert shared_settings({"tasks": [{"name": "x", "meta": {}}]}, ["params"]) == {}

@@ -83,10 +83,10 @@ def test_a_finished_distillation_is_reused_with_the_same_config(tiny_model_dirs,
     first = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
     label_only = pipeline.distill
 
-    def distill_only_labels(encoder, real, start, num_classes, config, **kwargs):
+    def distill_only_labels(encoder, real, start, config, **kwargs):
         if config.learn_inputs:
             pytest.fail("distilled again")
-        return label_only(encoder, real, start, num_classes, config, **kwargs)
+        return label_only(encoder, real, start, config, **kwargs)
 
     monkeypatch.setattr(pipeline, "distill", distill_only_labels)
     again = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "eval.n_inits=3"))

@@ -1,7 +1,38 @@
-"""The analysis suite: one module per experiment, each run by ``python -m condense.bench <experiment>``.
+"""The analysis suite: one experiment each, run by ``python -m condense.bench <experiment>``.
 
-Every experiment module has ``run(cfg) -> dict`` (the results, JSON-ready) and ``report(results, figures) ->
-list[str]`` (the Markdown section of ``docs/results.md``, drawing its plots into ``figures``).
+Every experiment is two modules. ``<experiment>.py`` runs it: ``run(cfg) -> dict``, the results, JSON-ready.
+``<experiment>_report.py`` reads those results back: ``report(results, figures) -> list[str]``, the Markdown section
+of ``docs/results.md``, drawing its plots into ``figures``. A report module imports no model, data or distillation
+code, so the docs regenerate from results files alone; the names that key a results file (sets, recipes, factors)
+live on the report side, and the running side imports them from there. (``compute`` has two more: its full-data
+streams, ``compute_streams``, and the savings arithmetic on their curves, ``compute_savings``.)
+
+:func:`condense.bench.report.write_report` assembles the whole page: these sections, and those of the main job
+(``continual_report``) and of the single-task runs (``distill_report``).
 """
 
-EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative")
+from __future__ import annotations
+
+from collections.abc import Callable
+from importlib import import_module
+from pathlib import Path
+
+from condense.schema import EXPERIMENTS  # the config's list of choices is the list of modules here
+
+__all__ = ["EXPERIMENTS", "reporter", "runner"]
+
+
+def _checked(name: str) -> str:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose from {list(EXPERIMENTS)}")
+    return name
+
+
+def runner(name: str) -> Callable[..., dict]:
+    """``run(cfg)`` of experiment ``name``."""
+    return import_module(f"condense.bench.{_checked(name)}").run
+
+
+def reporter(name: str) -> Callable[[dict, Path], list[str]]:
+    """``report(results, figures)`` of experiment ``name``."""
+    return import_module(f"condense.bench.{_checked(name)}_report").report

@@ -8,31 +8,34 @@ experiments share their sets: the scaling run's k=1 set, for instance, is the on
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
-import math
-import statistics
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from condense.artifact import DistilledSet
-from condense.data import Task, task_from_config
-from condense.distill import DistillConfig, RealData
-from condense.evaluate import HeldOutData, TrainingSet, learned_protocol
+from condense.cache import to_jsonable
+from condense.config import task_config, validate
+from condense.data import Task
+from condense.outer import RealData
+from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
+from condense.evaluate import HeldOutData, learned_protocol
 from condense.features import text_features, tokenize
-from condense.models import Encoder, load_encoder
+from condense.models import Encoder
 from condense.pipeline import (
     cached_distillation_dir,
     distilled_set,
     evaluate_against_baselines,
     finished_distillation,
     held_out_data,
+    job_encoder,
+    load_task_config,
     real_data,
+    task_labels,
 )
-from condense.run import task_config
+from condense.schema import BenchJob, DistillConfig, DistillJob
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,7 @@ log = logging.getLogger(__name__)
 class TaskData:
     """One task and what every experiment on it reuses."""
 
-    cfg: DictConfig  # single-task config: task, model, distill, eval, threads (as ``python -m condense.distill``)
+    cfg: DistillJob  # the single-task job: task, model, distill, eval, runtime (as ``python -m condense.distill``)
     task: Task
     encoder: Encoder
     train_labels: torch.Tensor
@@ -56,36 +59,41 @@ class TaskData:
         return real_data(self.encoder, self.task, self.train_labels, self.train_features, self.cfg.task.max_length, config)
 
 
-def task_data(cfg: DictConfig, entry) -> TaskData:
-    """The task named by ``entry`` (a ``configs/task/`` name or a mapping, as in a task sequence), loaded once."""
-    return _task_data(OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(OmegaConf.create({"entry": entry})))
+_LOADED: dict[str, TaskData] = {}
 
 
-@cache
-def _task_data(cfg_yaml: str, entry_yaml: str) -> TaskData:
-    cfg = OmegaConf.create(cfg_yaml)
-    task_cfg = task_config(OmegaConf.create(entry_yaml).entry)
-    single = OmegaConf.create({"task": task_cfg, "model": cfg.model, "distill": cfg.distill, "eval": cfg.eval,
-                               "threads": cfg.threads, "out": None})
-    task = task_from_config(task_cfg)
-    encoder = _encoder(cfg.model.name, cfg.model.pooling)
-    features = text_features(encoder, task.train["text"], task_cfg.max_length, f"{task.name} train texts")
-    test = held_out_data(encoder, task, task_cfg.max_length, cfg.eval)
-    return TaskData(single, task, encoder, torch.tensor(task.train["label"]), features, test)
+def task_data(job: BenchJob, entry) -> TaskData:
+    """The task named by ``entry`` (a ``conf/task/`` name or a mapping, as in a task sequence), loaded once."""
+    key = json.dumps(to_jsonable([job.model, job.distill, job.eval, job.threads, job.device, job.precision, entry]))
+    if key not in _LOADED:
+        task_cfg = task_config(entry, "bench.tasks")
+        single = DistillJob(task=task_cfg, model=job.model, distill=job.distill, eval=job.eval, threads=job.threads,
+                            device=job.device, precision=job.precision, out="")
+        task = load_task_config(task_cfg)
+        encoder = _encoder(single)
+        features = text_features(encoder, task.train["text"], task_cfg.max_length, f"{task.name} train texts")
+        test = held_out_data(encoder, task, task_cfg.max_length, job.eval)
+        _LOADED[key] = TaskData(single, task, encoder, task_labels(task.train, encoder), features, test)
+    return _LOADED[key]
 
 
-@cache
-def _encoder(name: str, pooling: str) -> Encoder:
-    return load_encoder(name, pooling)
+_ENCODERS: dict[tuple, Encoder] = {}
 
 
-def distill_settings(data: TaskData, **overrides) -> DictConfig:
-    """The task's single-task config with ``overrides`` on its distill group and ``out`` at the cached set's folder."""
-    cfg = OmegaConf.merge(data.cfg, {"distill": overrides})
-    distill = cfg.distill
-    groups = {"task": cfg.task, "model": cfg.model, "distill": distill}
-    cfg.out = str(cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}"))
-    return cfg
+def _encoder(job: DistillJob) -> Encoder:
+    key = (job.model.name, job.model.pooling, job.device, job.precision)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = job_encoder(job)
+    return _ENCODERS[key]
+
+
+def distill_settings(data: TaskData, **overrides) -> DistillJob:
+    """The task's single-task job with ``overrides`` on its distill group and ``out`` at the cached set's folder."""
+    distill = dataclasses.replace(data.cfg.distill, **overrides)
+    validate(distill, "distill")
+    groups = {"task": data.cfg.task, "model": data.cfg.model, "distill": distill}
+    out = cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}")
+    return dataclasses.replace(data.cfg, distill=distill, out=str(out))
 
 
 # Every set an experiment asked for, and whether it came from the cache: a run that reuses sets is faster than a
@@ -95,11 +103,10 @@ LEDGER: list[dict] = []
 
 def distilled(data: TaskData, **overrides) -> DistilledSet:
     """The task's distilled set under ``overrides`` of the distill config (``ipc``, ``seed``, ...), cached on disk."""
-    cfg = distill_settings(data, **overrides)
-    config = DistillConfig(**cfg.distill)
-    reused = finished_distillation(Path(cfg.out), cfg) is not None
-    result = distilled_set(cfg, data.encoder, data.task, data.real(config))
-    LEDGER.append({"set": Path(cfg.out).name, "reused": reused, "seconds": result.meta["progress"]["seconds"]})
+    job = distill_settings(data, **overrides)
+    reused = finished_distillation(Path(job.out), job) is not None
+    result = distilled_set(job, data.encoder, data.task, data.real(job.distill))
+    LEDGER.append({"set": Path(job.out).name, "reused": reused, "seconds": result.progress.seconds})
     return result
 
 
@@ -120,47 +127,20 @@ def ledger_summary() -> dict:
 def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[str], n_inits: int, finetune_inits: int = 0) -> dict:
     """``metrics.json`` of ``python -m condense.distill`` for this set: distilled, decoded, the ``baselines`` (real
     subsets of the same size given their own learned labels and lrs) and the full-data reference."""
-    cfg = OmegaConf.merge(distill_settings(data, **distilled_set_.meta["config"]["distill"]), {
-        "eval": {"n_inits": n_inits, "baselines": list(baselines), "finetune": {"n_inits": finetune_inits}},
-    })
-    config = DistillConfig(**cfg.distill)
+    job = distill_settings(data, **distilled_set_.meta["config"]["distill"])
+    evaluation = dataclasses.replace(
+        job.eval, n_inits=n_inits, baselines=list(baselines),
+        finetune=dataclasses.replace(job.eval.finetune, n_inits=finetune_inits),
+    )
+    job = dataclasses.replace(job, eval=evaluation)
     return evaluate_against_baselines(
-        data.encoder, data.task, distilled_set_, data.train_labels, data.train_features, data.real(config), data.test, cfg
+        data.encoder, data.task, distilled_set_, data.train_labels, data.train_features, data.real(job.distill), data.test, job
     )
 
 
-def studied_set(cfg: DictConfig, data: TaskData, seed: int) -> DistilledSet:
+def studied_set(cfg: BenchJob, data: TaskData, seed: int) -> DistilledSet:
     """The set the experiments other than scaling study: ``bench.ipc`` per class, ``bench.outer_steps`` steps."""
     return distilled(data, ipc=cfg.bench.ipc, outer_steps=cfg.bench.outer_steps, seed=seed)
-
-
-def points(entry: dict | None, spread: str = "std") -> str:
-    """``mean ± std`` of an accuracy summary, in percentage points."""
-    return "—" if entry is None else f"{100 * entry['mean']:.1f} ± {100 * entry[spread]:.1f}"
-
-
-def figure_path(results: dict, figures: Path, suffix: str = "") -> Path:
-    """Where a results file's plot goes: named after the file, so a variant run's plots do not overwrite the
-    preset's (files written before results carried their name are ``bench_<experiment>``)."""
-    return figures / f"{results.get('name', 'bench_' + results['experiment'])}{suffix}.png"
-
-
-def section_header(results: dict, title: str) -> list[str]:
-    """The opening lines of an experiment's section: title, the command that regenerates it, machine and time."""
-    m = results["machine"]
-    if results.get("name", f"bench_{results['experiment']}") != f"bench_{results['experiment']}":
-        title += f" (variant run: `{results['name']}`)"
-    return [
-        f"## {title}",
-        "",
-        f"Regenerate: `{results['command']}` (preset `{results['preset']}`, {results['seconds'] / 60:.1f} min). "
-        f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}.",
-        "",
-    ]
-
-
-def embedding_form(distilled_set_: DistilledSet) -> TrainingSet:
-    return TrainingSet(distilled_set_.attention_mask, distilled_set_.soft_labels, inputs_embeds=distilled_set_.embeddings)
 
 
 def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor, seq_len: int = 0) -> TrainingSet:
@@ -169,26 +149,12 @@ def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor, seq_l
     return TrainingSet(tokens["attention_mask"], soft_labels, input_ids=tokens["input_ids"])
 
 
-def learned_accuracy(data: TaskData, train: TrainingSet, inner_lrs: torch.Tensor, inner: dict, n_inits: int) -> dict:
-    """Test accuracy under a distilled set's inner protocol (``meta["inner"]``), over ``n_inits`` fresh models."""
-    return learned_protocol(
-        data.encoder, train, data.test, inner_lrs, params=inner["params"], n_layers=inner["n_layers"],
-        optimizer=inner["optimizer"], n_inits=n_inits, seed=data.cfg.eval.seed,
-    )
+def training_form(data: TaskData, distilled_set_: DistilledSet, form: str) -> TrainingSet:
+    """The set as models train on it: its embeddings, or its decoded text re-tokenised with the task's tokenizer."""
+    return distilled_set_.training_set(form, data.encoder.tokenizer, data.cfg.task.max_length)
 
 
-def pooled(summaries: list[dict]) -> dict:
-    """Mean ± std over every fresh model of every seed, from per-seed summaries; also the std of the seed means."""
-    counts = [s["n"] for s in summaries]
-    total = sum(counts)
-    mean = sum(s["mean"] * n for s, n in zip(summaries, counts)) / total
-    within = sum((n - 1) * s["std"] ** 2 for s, n in zip(summaries, counts))
-    between = sum(n * (s["mean"] - mean) ** 2 for s, n in zip(summaries, counts))
-    seed_means = [s["mean"] for s in summaries]
-    return {
-        "mean": mean,
-        "std": math.sqrt((within + between) / max(total - 1, 1)),
-        "n": total,
-        "seeds": len(summaries),
-        "std_over_seeds": statistics.stdev(seed_means) if len(seed_means) > 1 else 0.0,
-    }
+def learned_accuracy(data: TaskData, train: TrainingSet, inner: InnerProtocol, n_inits: int) -> dict:
+    """Test accuracy under a distilled set's inner protocol, over ``n_inits`` fresh models."""
+    return learned_protocol(data.encoder, train, data.test, inner, n_inits=n_inits, seed=data.cfg.eval.seed)
+

@@ -17,8 +17,6 @@ import hashlib
 import inspect
 import logging
 import statistics
-from collections import Counter
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -26,21 +24,15 @@ from omegaconf import DictConfig
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from condense.artifact import DistilledSet
-from condense.bench.common import TaskData, points, section_header, studied_set, task_data
-from condense.evaluate import probe_head, summarize
+from condense.bench.common import TaskData, studied_set, task_data
+from condense.bench.qualitative_report import TOKEN_STATISTICS
+from condense.evaluate import probe_head
 from condense.features import cached_tensors, text_features
+from condense.heads import head_accuracy
 from condense.models import linear_head
+from condense.report import summarize_values
 
 log = logging.getLogger(__name__)
-
-TOKEN_STATISTICS = {  # key of token_statistics -> how the report names it
-    "stop_words": "stop words, % of words",
-    "repeated": "repeated tokens, % of tokens",
-    "subwords": "subword pieces (##), % of tokens",
-    "punctuation": "punctuation, % of tokens",
-    "tokens": "tokens",
-}
-DISPLAY_CHARS = 160  # of a text in a table cell; the results file keeps it whole
 
 
 def token_statistics(tokens: list[str]) -> dict[str, float]:
@@ -98,7 +90,7 @@ def probe_heads(data: TaskData, n_inits: int, seed: int) -> list[dict[str, torch
     """
     digest = hashlib.sha256(str(inspect.signature(probe_head)).encode())
     for tensor in (data.train_features, data.train_labels):
-        digest.update(tensor.contiguous().numpy().tobytes())
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
     return [
         cached_tensors(
             ("probe head", digest.hexdigest(), str(head_seed)),
@@ -177,7 +169,7 @@ def study_set(
                 "text": train_texts[int(indices[i, j])],
                 "label": names[int(neighbour_labels[i, j])],
                 "similarity": float(similarities[i, j]),
-                "confidence": summarize(neighbour_confidence[:, flat].tolist()),
+                "confidence": summarize_values(neighbour_confidence[:, flat].tolist()),
                 "predicted": [names[p] for p in neighbour_predicted[:, flat].tolist()],
             })
         examples.append({
@@ -186,7 +178,7 @@ def study_set(
             "soft_label": {name: float(p) for name, p in zip(names, distilled.soft_labels[i].tolist())},
             "text": texts[i],
             "statistics": token_statistics(data.encoder.tokenizer.tokenize(texts[i])),
-            "confidence": summarize(confidence[:, i].tolist()),
+            "confidence": summarize_values(confidence[:, i].tolist()),
             "predicted": [names[p] for p in predicted[:, i].tolist()],
             "neighbours": neighbours,
         })
@@ -209,9 +201,9 @@ def real_comparison(
     def summary(rows: list[int]) -> dict:
         return {
             "examples": len(rows),
-            "statistics": {key: summarize([stats[r][key] for r in rows]) for key in TOKEN_STATISTICS},
+            "statistics": {key: summarize_values([stats[r][key] for r in rows]) for key in TOKEN_STATISTICS},
             # Per window, the mean over probes: the spread is then over windows, as for the distilled examples.
-            "confidence": summarize(confidence[:, rows].mean(0).tolist()),
+            "confidence": summarize_values(confidence[:, rows].mean(0).tolist()),
             "predicted_as_class": (predicted[:, rows] == labels[rows]).float().mean().item(),
         }
 
@@ -224,11 +216,11 @@ def distilled_summary(examples: list[dict]) -> dict:
     neighbours = [n for e in examples for n in e["neighbours"]]
     return {
         "examples": len(examples),
-        "statistics": {key: summarize([e["statistics"][key] for e in examples]) for key in TOKEN_STATISTICS},
-        "confidence": summarize([e["confidence"]["mean"] for e in examples]),
+        "statistics": {key: summarize_values([e["statistics"][key] for e in examples]) for key in TOKEN_STATISTICS},
+        "confidence": summarize_values([e["confidence"]["mean"] for e in examples]),
         "predicted_as_class": statistics.fmean(p == e["class"] for e in examples for p in e["predicted"]),
-        "neighbour_confidence": summarize([n["confidence"]["mean"] for n in neighbours]),
-        "neighbour_similarity": summarize([n["similarity"] for n in neighbours]),
+        "neighbour_confidence": summarize_values([n["confidence"]["mean"] for n in neighbours]),
+        "neighbour_similarity": summarize_values([n["similarity"] for n in neighbours]),
         "neighbours_of_same_class": statistics.fmean(
             n["label"] == e["class"] for e in examples for n in e["neighbours"]
         ),
@@ -239,9 +231,7 @@ def study_task(cfg: DictConfig, data: TaskData) -> dict:
     """Every distilled example of the task's studied sets (one per ``bench.seeds``), and real text to compare."""
     settings = cfg.bench.qualitative
     heads = probe_heads(data, settings.probe_inits, cfg.eval.seed)
-    with torch.no_grad():
-        predictions = [linear_head(data.test.features, head).argmax(-1) for head in heads]
-    test_accuracy = [(predicted == data.test.labels).float().mean().item() for predicted in predictions]
+    test_accuracy = [head_accuracy(head, data.test.features, data.test.labels) for head in heads]
     length = token_budget(data)
     seeds = {}
     for seed in cfg.bench.seeds:
@@ -252,7 +242,7 @@ def study_task(cfg: DictConfig, data: TaskData) -> dict:
     return {
         "label_names": list(data.task.label_names),
         "token_budget": length,
-        "probe": {"inits": settings.probe_inits, "seed": cfg.eval.seed, "test_accuracy": summarize(test_accuracy)},
+        "probe": {"inits": settings.probe_inits, "seed": cfg.eval.seed, "test_accuracy": summarize_values(test_accuracy)},
         "seeds": seeds,
         "classes": {
             name: {
@@ -272,98 +262,3 @@ def run(cfg: DictConfig) -> dict:
         tasks[data.name] = study_task(cfg, data)
     return {"tasks": tasks}
 
-
-def report(results: dict, figures: Path) -> list[str]:
-    tasks = results["tasks"]
-    any_task = next(iter(tasks.values()))
-    inits = any_task["probe"]["inits"]
-    lines = section_header(results, "Qualitative: what the distilled text says")
-    lines += [
-        "Every distilled example of the studied sets, decoded to its nearest tokens. *Probe confidence* is the "
-        f"probability that full-data linear probes on the frozen features (mean ± std over {inits} probe seeds) give "
-        "the example's class, in %, with their prediction when it is another class; the nearest real training "
-        "examples are by cosine similarity of frozen features. Real text for comparison is random training text "
-        "of the same class concatenated to the distilled examples' length, as distillation starts from; stop "
-        "words are the share of words (WordPiece pieces joined, punctuation left out) in scikit-learn's English "
-        "list, repeated tokens occurred earlier in the same example. Decoding keeps only tokens that survive a text "
-        "round trip (`condense.decode`), which rules `##` pieces out: distilled text has none by construction.",
-        "",
-    ]
-    for name, task in tasks.items():
-        lines += [f"### {name}", "", *example_table(task), "", *statistics_table(task), "", reading(name, task), ""]
-    return lines
-
-
-def example_table(task: dict) -> list[str]:
-    several_seeds = len(task["seeds"]) > 1
-    header = ["class", "soft label", "decoded distilled text", "probe confidence, %"]
-    header.append("nearest real training examples (label, cosine)")
-    if several_seeds:
-        header.insert(1, "seed")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    rows = sorted(((e["class"], seed, e) for seed, examples in task["seeds"].items() for e in examples),
-                  key=lambda row: (task["label_names"].index(row[0]), row[1]))
-    for name, seed, example in rows:
-        predicted = Counter(example["predicted"]).most_common(1)[0][0]
-        confidence = points(example["confidence"]) + ("" if predicted == name else f" (predicted: {predicted})")
-        neighbours = "<br>".join(
-            f"{cell(n['text'])} ({n['label']}, {n['similarity']:.2f})" for n in example["neighbours"]
-        )
-        soft = ", ".join(f"{label}: {p:.2f}" for label, p in example["soft_label"].items())
-        cells = [cell(name), cell(soft), cell(example["text"]), confidence, neighbours]
-        if several_seeds:
-            cells.insert(1, seed)
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def statistics_table(task: dict) -> list[str]:
-    distilled, real = task["overall"]["distilled"], task["overall"]["real"]
-    lines = [
-        f"| mean ± std over examples | distilled ({distilled['examples']} examples, {len(task['seeds'])} seeds) "
-        f"| real, same length ({real['examples']} examples) |",
-        "|---|---|---|",
-    ]
-    for key, label in TOKEN_STATISTICS.items():
-        distilled_value, real_value = _value(key, distilled["statistics"][key]), _value(key, real["statistics"][key])
-        lines.append(f"| {label} | {distilled_value} | {real_value} |")
-    lines += [
-        f"| probe confidence in the class, % | {points(distilled['confidence'])} | {points(real['confidence'])} |",
-        f"| predicted as the class, % | {100 * distilled['predicted_as_class']:.0f} "
-        f"| {100 * real['predicted_as_class']:.0f} |",
-        f"| nearest real examples of the same class, % | {100 * distilled['neighbours_of_same_class']:.0f} | — |",
-    ]
-    return lines
-
-
-def _value(key: str, summary: dict) -> str:
-    return f"{summary['mean']:.1f} ± {summary['std']:.1f}" if key == "tokens" else points(summary)
-
-
-def reading(name: str, task: dict) -> str:
-    distilled, real = task["overall"]["distilled"], task["overall"]["real"]
-    d, r = distilled["statistics"], real["statistics"]
-
-    def pair(key: str, what: str) -> str:
-        return f"{100 * d[key]['mean']:.0f}% {what} against {100 * r[key]['mean']:.0f}%"
-
-    return (
-        f"On {name}, distilled text has {pair('stop_words', 'stop words')} in real text of its class and length, "
-        f"{pair('repeated', 'repeated tokens')}, {pair('subwords', 'subword pieces')} and "
-        f"{pair('punctuation', 'punctuation')}. The probes (test accuracy {points(task['probe']['test_accuracy'])}%) "
-        "give a "
-        f"distilled example {100 * distilled['confidence']['mean']:.0f}% confidence in its class on average, real "
-        f"text {100 * real['confidence']['mean']:.0f}%, and predict its class for "
-        f"{100 * distilled['predicted_as_class']:.0f}% of distilled examples against "
-        f"{100 * real['predicted_as_class']:.0f}% of real text; "
-        f"{100 * distilled['neighbours_of_same_class']:.0f}% of their nearest real training examples are of the same "
-        f"class (mean cosine {distilled['neighbour_similarity']['mean']:.2f})."
-    )
-
-
-def cell(text: str) -> str:
-    """``text`` fit for a Markdown table cell: one line, pipes escaped, cut to :data:`DISPLAY_CHARS`."""
-    text = " ".join(text.split())
-    if len(text) > DISPLAY_CHARS:
-        text = text[: DISPLAY_CHARS - 1].rstrip() + "…"
-    return text.replace("|", "\\|")

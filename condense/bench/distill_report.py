@@ -1,0 +1,135 @@
+"""The single-task sections of ``docs/results.md``: the bar summary and one section per task, from the
+``<task>.json`` files of ``benchmarks/distill_tasks.py``, and the cost per outer step from ``distill_cost.json``."""
+
+from __future__ import annotations
+
+import json
+
+from omegaconf import OmegaConf
+
+from condense.config import preset
+from condense.report import SETS, points, table_head, table_row
+from condense.schema import BASELINES, DistillConfig
+
+TASKS = ("ag_news", "sst2", "imdb", "rotten_tomatoes")
+CORESETS = BASELINES
+TITLES = {
+    "head": "Text form (default): frozen encoder, head-only inner loop, straight-through nearest-token projection",
+    "head_embedding": "Embedding form: frozen encoder, head-only inner loop, continuous embeddings (`distill.projection=none`)",
+    "all": "Full fine-tuning inner loop (`distill=all`: T = 1, learned learning rates for head and encoder)",
+}
+
+
+def set_table(variant: dict) -> list[str]:
+    protocols = [p for p in ("learned", "finetune") if variant.get(p)]
+    header = {"learned": "learned inner protocol", "finetune": "fine-tuning recipe (AdamW, all parameters)"}
+    lines = table_head(["set", *(header[p] for p in protocols)], "l" + "r" * len(protocols))
+    for name in SETS:
+        # The full-data reference does not depend on the distillation seed: its spread is over fresh models.
+        spread = "std_within_seed" if name == "full" else "std"
+        lines.append(table_row([name, *(points(variant[p].get(name), spread) for p in protocols)]))
+    inits = {p: variant[p]["distilled"]["inits"] for p in protocols}
+    full = {p: variant[p]["full"]["inits"] for p in protocols if "full" in variant[p]}
+    lines.append("")
+    lines.append(
+        f"Mean ± std over {variant['learned']['distilled']['n']} distillation seeds of each seed's mean over "
+        + ", ".join(f"{inits[p]} fresh models ({p})" for p in protocols)
+        + "; `full` (the same for every seed) is mean ± std over " + ", ".join(f"{full[p]} ({p})" for p in full)
+        + " fresh models."
+    )
+    return lines
+
+
+def bar_measures(report: dict) -> dict[str, str]:
+    """The task's measures against the project's bars (head mode, one example per class), formatted."""
+    head = report["variants"].get("head")
+    embedding = report["variants"].get("head_embedding")
+    measures = {}
+    if embedding:
+        learned = embedding["learned"]
+        measures["embedding form / full (bar ≥ 97%)"] = f"{100 * learned['distilled']['mean'] / learned['full']['mean']:.1f}%"
+    if head:
+        learned = head["learned"]
+        decoded, full, random = learned["decoded"]["mean"], learned["full"]["mean"], learned["random"]["mean"]
+        best = max(CORESETS, key=lambda name: learned[name]["mean"])
+        measures["decoded text / full (bar ≥ 90%)"] = f"{100 * decoded / full:.1f}%"
+        measures["decoded text − random (points)"] = f"{100 * (decoded - random):+.1f}"
+        measures["decoded text − best real subset (points)"] = f"{100 * (decoded - learned[best]['mean']):+.1f} ({best})"
+    return measures
+
+
+def bar_summary(reports: dict[str, dict]) -> list[str]:
+    lines = ["## Bar summary (head mode, 1 example per class)", "",
+             *table_head(["measure", *reports], "l" + "r" * len(reports))]
+    per_task = {task: bar_measures(report) for task, report in reports.items()}
+    for measure in dict.fromkeys(m for measures in per_task.values() for m in measures):
+        lines.append(table_row([measure, *(per_task[t].get(measure, "—") for t in reports)]))
+    lines.append("")
+    return lines
+
+
+def task_section(task: str, report: dict) -> list[str]:
+    """Every variant distilled on ``task``: its overrides, set table and time; the decoded examples of seed 0."""
+    lines = [f"## {task}", "", f"Regenerate: `{report['command']}`", ""]
+    for variant, summary in report["variants"].items():
+        lines += [f"### {TITLES.get(variant, variant)}", "", f"Overrides: `{' '.join(summary['overrides'])}`", ""]
+        lines += set_table(summary)
+        seconds = summary["distill_seconds"]
+        wall = summary.get("wall_seconds")
+        lines += [
+            "",
+            f"Distillation time: {seconds['mean']:.0f} s mean, {seconds['max']:.0f} s max per run"
+            + (f"; whole run including evaluation: {wall['mean'] / 60:.1f} min mean, {wall['max'] / 60:.1f} min max" if wall else "")
+            + " (two to four benchmark runs shared the 2 cores; see the cost table for uncontended speed).",
+            "",
+        ]
+        if variant == "all":
+            learned = summary["learned"]
+            ratio = learned["distilled"]["mean"] / learned["full"]["mean"]
+            gain = learned["distilled"]["mean"] - learned["random"]["mean"]
+            lines += [
+                f"Distilled / fine-tuning on the 1,000-example sample: {100 * ratio:.1f}%; distilled − random: "
+                f"{100 * gain:+.1f} points (bar: ≥ +15).",
+                "",
+            ]
+    texts = report["variants"].get("head", {}).get("texts_seed0")
+    if texts:
+        lines += ["### Decoded distilled examples (seed 0, text form)", "",
+                  *table_head(["class", "soft label (own class)", "text"], "lrl")]
+        for example in map(json.loads, texts):
+            own = example["soft_label"][example["label"]]
+            lines.append(table_row([example["label_name"], f"{own:.3f}", example["text"][:300]]))
+        lines.append("")
+    return lines
+
+
+def preset_outer_steps(override: str) -> int:
+    """Outer steps of the distill preset an override such as ``distill=head`` selects: its file on the schema."""
+    group, name = override.split("=")
+    return OmegaConf.merge(OmegaConf.structured(DistillConfig), preset(group, name)).outer_steps
+
+
+def cost_section(cost: dict) -> list[str]:
+    """Outer steps per second and peak memory of each parameter mode, and what that makes of its preset."""
+    lines = [
+        "## Cost per outer step", "", f"Regenerate: `{cost['command']}` — {cost['task']}, {cost['ipc']} example per class, "
+        f"each mode's default preset, one process per measurement, 1 torch thread; mean ± std over seeds {cost['seeds']}. "
+        f"Machine: {cost['machine']}.", "",
+        *table_head(["inner parameters", "preset", "T", "synthetic tokens", "real batch", "outer steps / s",
+                     "peak memory (GiB)", "preset's outer steps", "distillation time at the preset"], "llrrrrrrr"),
+    ]
+    for mode, row in cost["modes"].items():
+        outer_steps = preset_outer_steps(row["preset"])
+        minutes = outer_steps / row["steps_per_second"]["mean"] / 60
+        lines.append(table_row([
+            mode, f"`{row['preset']}`", str(row["inner_steps"]), str(row["seq_len"]), str(row["real_batch_size"]),
+            f"{row['steps_per_second']['mean']:.2f} ± {row['steps_per_second']['std']:.2f}",
+            f"{row['peak_rss_gib']['mean']:.2f} ± {row['peak_rss_gib']['std']:.2f}", str(outer_steps), f"{minutes:.1f} min",
+        ]))
+    lines += [
+        "",
+        "Peak memory is the process's peak resident set (model, tokenised AG News and the unrolled graph). The first",
+        "run on a task also encodes its real data once (minutes for the larger splits here), then reads it from the cache.",
+        "",
+    ]
+    return lines
