@@ -180,7 +180,7 @@ def test_transfer_trains_every_set_with_every_recipe(tiny_model_dirs, tiny_task_
 def test_a_converged_head_on_a_set_is_the_one_head_trainer_on_its_frozen_features(tiny_model_dirs, tiny_task_dir):
     cfg = bench_config(tiny_model_dirs, tiny_task_dir)
     data = common.task_data(cfg, cfg.bench.tasks[0])
-    train = common.embedding_form(common.studied_set(cfg, data, 0))
+    train = common.training_form(data, common.studied_set(cfg, data, 0), "embedding")
     with torch.no_grad():
         features = encode(data.encoder, train.attention_mask, **train.inputs())
     heads = [train_head(features, train.soft_labels, seed=10 + i, steps=300, lr=1e-2, weight_decay=1e-4, optimizer="adam")
