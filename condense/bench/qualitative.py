@@ -20,7 +20,6 @@ import statistics
 
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from condense.artifact import DistilledSet
@@ -31,6 +30,7 @@ from condense.features import cached_tensors, text_features
 from condense.heads import head_accuracy
 from condense.models import linear_head
 from condense.report import summarize_values
+from condense.schema import BenchJob
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def real_comparison(
     names = data.task.label_names
     windows = {label: real_windows(data, label, per_class, length, generator) for label in range(len(names))}
     texts = [text for label in windows for text in windows[label]]
-    labels = torch.tensor([label for label in windows for _ in windows[label]])
+    labels = torch.tensor([label for label in windows for _ in windows[label]], device=data.encoder.device)
     features = text_features(data.encoder, texts, data.cfg.task.max_length, f"{data.name} real windows")
     confidence, predicted = probe_outputs(heads, features, labels)
     stats = [token_statistics(data.encoder.tokenizer.tokenize(text)) for text in texts]
@@ -227,7 +227,7 @@ def distilled_summary(examples: list[dict]) -> dict:
     }
 
 
-def study_task(cfg: DictConfig, data: TaskData) -> dict:
+def study_task(cfg: BenchJob, data: TaskData) -> dict:
     """Every distilled example of the task's studied sets (one per ``bench.seeds``), and real text to compare."""
     settings = cfg.bench.qualitative
     heads = probe_heads(data, settings.probe_inits, cfg.eval.seed)
@@ -255,7 +255,7 @@ def study_task(cfg: DictConfig, data: TaskData) -> dict:
     }
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     tasks = {}
     for entry in cfg.bench.tasks:
         data = task_data(cfg, entry)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 
-from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from condense.bench.common import distilled, evaluate_sets, task_data
 from condense.bench.scaling_report import SETS
 from condense.report import points, pooled
+from condense.schema import BenchJob
 
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     settings = cfg.bench.scaling
     jobs = [(entry, k, seed) for entry in settings.tasks for k in settings.ks for seed in settings.seeds]
     per_task: dict[str, dict] = {}

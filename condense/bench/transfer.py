@@ -16,7 +16,6 @@ import logging
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
@@ -37,6 +36,7 @@ from condense.evaluate import finetune_protocol
 from condense.heads import head_accuracy, train_head
 from condense.models import encode
 from condense.report import points, pooled, summarize_values
+from condense.schema import BenchJob
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def bag_of_words_accuracy(texts: list[str], soft_labels: torch.Tensor, test_text
     return float((predictions == test_labels).mean())
 
 
-def transfer_runs(cfg: DictConfig, data: TaskData, seed: int) -> dict[str, dict[str, dict]]:
+def transfer_runs(cfg: BenchJob, data: TaskData, seed: int) -> dict[str, dict[str, dict]]:
     """Accuracy of every recipe on every set, for one distillation seed: {set: {recipe: summary}}."""
     n_inits, finetune_inits = cfg.bench.n_inits, cfg.bench.transfer.finetune_inits
     studied = studied_set(cfg, data, seed)
@@ -107,7 +107,7 @@ def transfer_runs(cfg: DictConfig, data: TaskData, seed: int) -> dict[str, dict[
     return results
 
 
-def run(cfg: DictConfig) -> dict:
+def run(cfg: BenchJob) -> dict:
     per_task: dict[str, dict] = {}
     jobs = [(entry, seed) for entry in cfg.bench.tasks for seed in cfg.bench.seeds]
     runs: dict[str, list[dict]] = {}
