@@ -13,15 +13,17 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import pairwise_distances
 
+from condense.registry import lookup
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["SELECTORS", "herding", "kcenters", "random_subset", "select_coreset"]
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    """Array view of a numpy array, torch tensor or sequence (no torch import needed)."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor
-        x = x.detach().cpu().numpy()
+    """Array view of a numpy array, torch tensor (on any device) or sequence (no torch import needed)."""
+    if hasattr(x, "detach") and hasattr(x, "numpy"):  # torch.Tensor: force copies it to host memory, detached
+        x = x.numpy(force=True)
     return np.asarray(x)
 
 
@@ -164,6 +166,7 @@ def _random_selector(features: Any, labels: Any, k: int, seed: int = 0) -> np.nd
     return random_subset(labels_arr, k, seed)
 
 
+# The selector registry: eval.baselines names its keys; each takes (features, labels, k, seed).
 SELECTORS: dict[str, Callable[..., np.ndarray]] = {
     "random": _random_selector,
     "kcenters": kcenters,
@@ -172,13 +175,7 @@ SELECTORS: dict[str, Callable[..., np.ndarray]] = {
 
 
 def select_coreset(method: str, features: Any, labels: Any, k: int, seed: int = 0) -> np.ndarray:
-    """Dispatch to SELECTORS[method]; raises ValueError naming the available methods."""
-    try:
-        selector = SELECTORS[method]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown coreset method {method!r}; available: {sorted(SELECTORS)}"
-        ) from None
-    indices = selector(features, labels, k, seed)
+    """``SELECTORS[method]``, the only dispatch; an unknown method is a ValueError naming the config key and choices."""
+    indices = lookup(SELECTORS, "eval.baselines", method)(features, labels, k, seed)
     logger.debug("coreset %s: selected %d indices (k=%d, seed=%d)", method, len(indices), k, seed)
     return indices

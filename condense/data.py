@@ -1,40 +1,46 @@
 """Load a text-classification task as two Hugging Face datasets with columns ``text`` and ``label``.
 
 Data comes from, in order: explicit files, a user folder, the shared datasets folder, or the
-Hugging Face hub. Whatever the source, the result is validated the same way, and every error
-names the file, column, row or value at fault.
+Hugging Face hub (read by :mod:`condense.data_files`). Whatever the source, the result is validated
+here the same way, and every error names the file, column, row or value at fault.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 import numpy as np
-import pandas as pd
+
+from condense.data_files import (
+    SUPPORTED_EXTENSIONS,
+    DataError,
+    SplitFrame,
+    check_label_names,
+    default_data_dir,
+    read_info,
+    read_splits,
+    strip_extension,
+)
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS", "DataError", "Task", "check_examples_per_class", "clean_text", "default_data_dir",
+    "default_task_name", "load_task", "stratified_indices", "task_from_config",
+]
 
 logger = logging.getLogger(__name__)
-
-# Longest first, so "train.csv.gz" is not mistaken for a ".gz" of unknown kind.
-SUPPORTED_EXTENSIONS = (".csv.gz", ".csv", ".jsonl.gz", ".jsonl", ".json", ".parquet")
 
 _FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
 _HTML_LINE_BREAK = re.compile(r"<br\s*/?>", flags=re.IGNORECASE)
 # Said once per message so that "row 3" is never read as a 0-based index or a file line number.
 _ROW_NOTE = "1-based data row, header not counted"
-
-
-class DataError(ValueError):
-    """Bad input; the message names the file, column, row or value."""
 
 
 @dataclass
@@ -64,12 +70,28 @@ class _RawSplit:
     labels: list[Any]
 
 
-def default_data_dir() -> Path:
-    """``$CONDENSE_DATA_DIR`` if set, else ``shared/datasets`` next to the repository."""
-    from_env = os.environ.get("CONDENSE_DATA_DIR")
-    if from_env:
-        return Path(from_env).expanduser()
-    return Path(__file__).resolve().parents[2] / "shared" / "datasets"
+def default_task_name(path: str | None = None, train_file: str | None = None) -> str:
+    """The name of a task given by its data and no name: an explicit train file's name without its extension
+    (``data/reviews.jsonl`` -> ``reviews``), else the folder's ``info.json`` ``"name"``, else the folder's name.
+
+    Reads nothing but ``info.json``, so a config can name its tasks (and their output folders) before loading data.
+    """
+    if train_file is not None:
+        return strip_extension(Path(train_file).name)
+    if path is None:
+        raise DataError(
+            "a task needs a name unless it is named after its data: give name= (a task in the shared datasets "
+            "folder or on the hub), path= (a folder) or train_file="
+        )
+    # abspath, not resolve: "." is named after the working directory, and a symlinked folder after the link.
+    folder = Path(os.path.abspath(os.path.expanduser(path)))
+    name = read_info(folder).get("name") if folder.is_dir() else None
+    if name is None:
+        return folder.name
+    # The name becomes part of output and cache folder names.
+    if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
+        raise DataError(f"{folder / 'info.json'}: \"name\" must be a non-empty string without slashes, got {name!r}")
+    return name.strip()
 
 
 def clean_text(text: str) -> str:
@@ -78,7 +100,7 @@ def clean_text(text: str) -> str:
 
 
 def load_task(
-    name: str,
+    name: str | None = None,
     *,
     path: str | None = None,
     data_dir: str | None = None,
@@ -96,19 +118,23 @@ def load_task(
     seed: int = 0,
     **ignored: Any,
 ) -> Task:
-    """Load task ``name``; see the module docstring for where the data is looked for."""
+    """Load task ``name``; see the module docstring for where the data is looked for. Without a name, the task is
+    named after its data (:func:`default_task_name`): its info.json "name", folder or train file."""
+    if name is None:
+        name = default_task_name(path=path, train_file=train_file)
     if ignored:
         logger.debug("load_task(%s): ignoring keys not about loading: %s", name, sorted(ignored))
     for key, limit in (("max_train_examples", max_train_examples), ("max_test_examples", max_test_examples)):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise DataError(f"task {name!r}: {key} must be a positive integer or None, got {limit!r}")
-    given_names = _check_label_names(label_names, f"task {name!r}: label_names") if label_names is not None else None
+    given_names = check_label_names(label_names, f"task {name!r}: label_names") if label_names is not None else None
 
-    raw, source, found_names = _read_splits(
+    frames, source, found_names = read_splits(
         name, path=path, data_dir=data_dir, train_file=train_file, test_file=test_file,
         text_column=text_column, label_column=label_column,
         train_split=train_split, test_split=test_split, hub=hub,
     )
+    raw = [_raw_split(frame) for frame in frames]
     train_raw, test_raw = raw
     names = given_names or found_names or _infer_label_names(train_raw, test_raw)
     train_ids = _encode_labels(train_raw, names)
@@ -136,7 +162,8 @@ def load_task(
 
 
 def task_from_config(cfg: Mapping) -> Task:
-    """``load_task(**cfg)`` for a Hydra/OmegaConf or plain mapping; tokeniser keys are ignored."""
+    """``load_task(**cfg)`` for a Hydra/OmegaConf or plain mapping; tokeniser keys are ignored, and a missing or
+    null ``name`` names the task after its data (:func:`default_task_name`)."""
     from omegaconf import DictConfig, OmegaConf
     from omegaconf.errors import MissingMandatoryValue
 
@@ -145,10 +172,7 @@ def task_from_config(cfg: Mapping) -> Task:
             cfg = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
         except MissingMandatoryValue as err:
             raise DataError(f"task config is missing a required value: {err}") from err
-    cfg = dict(cfg)
-    if "name" not in cfg:
-        raise DataError(f"task config has no 'name'; keys: {sorted(cfg)}")
-    return load_task(**cfg)
+    return load_task(**dict(cfg))
 
 
 def check_examples_per_class(task: Task, k: int) -> None:
@@ -165,200 +189,12 @@ def check_examples_per_class(task: Task, k: int) -> None:
         )
 
 
-# ---------------------------------------------------------------- finding and reading the data
-
-
-def _read_splits(
-    name: str, *, path: str | None, data_dir: str | None, train_file: str | None, test_file: str | None,
-    text_column: str, label_column: str, train_split: str, test_split: str, hub: Mapping | None,
-) -> tuple[tuple[_RawSplit, _RawSplit], str, list[str] | None]:
-    """Both splits, a description of where they came from, and label names found with them."""
-    columns = (text_column, label_column)
-    if train_file is not None or test_file is not None:
-        folder = Path(path) if path is not None else None
-        files = [
-            _explicit_or_folder_file(explicit, folder, split, arg)
-            for explicit, split, arg in ((train_file, train_split, "train_file"), (test_file, test_split, "test_file"))
-        ]
-        names = _read_info_labels(folder) if folder is not None else None
-        raw = tuple(_read_file(file, split, *columns) for file, split in zip(files, (train_split, test_split)))
-        return raw, ", ".join(dict.fromkeys(str(f) for f in files)), names  # type: ignore[return-value]
-
-    if path is not None:
-        return _read_folder(Path(path), train_split, test_split, columns)
-
-    shared = (Path(data_dir) if data_dir is not None else default_data_dir()) / name
-    if shared.is_dir():
-        return _read_folder(shared, train_split, test_split, columns)
-    if hub is None:
-        raise DataError(
-            f"task {name!r}: no local copy at {shared} (folder does not exist) and no hub fallback configured; "
-            "give path=, train_file=/test_file=, or data_dir="
-        )
-    logger.info("task %s: no local copy at %s, loading from the Hugging Face hub", name, shared)
-    return _read_hub(hub, text_column, label_column, train_split, test_split, shared)
-
-
-def _explicit_or_folder_file(explicit: str | None, folder: Path | None, split: str, arg: str) -> Path:
-    if explicit is not None:
-        file = Path(explicit)
-        if not file.is_file():
-            raise DataError(f"{arg} {file} does not exist (split {split!r})")
-        _extension(file)
-        return file
-    if folder is None:
-        raise DataError(f"{arg} is not given and there is no path= folder to find split {split!r} in")
-    return _find_split_file(folder, split)
-
-
-def _read_folder(
-    folder: Path, train_split: str, test_split: str, columns: tuple[str, str]
-) -> tuple[tuple[_RawSplit, _RawSplit], str, list[str] | None]:
-    if not folder.is_dir():
-        raise DataError(
-            f"data folder {folder} does not exist; it should hold {train_split}.<ext> and {test_split}.<ext> "
-            f"with <ext> one of {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
-    files = [_find_split_file(folder, split) for split in (train_split, test_split)]
-    names = _read_info_labels(folder)
-    raw = tuple(_read_file(file, split, *columns) for file, split in zip(files, (train_split, test_split)))
-    return raw, str(folder), names  # type: ignore[return-value]
-
-
-def _find_split_file(folder: Path, split: str) -> Path:
-    candidates = [folder / f"{split}{ext}" for ext in SUPPORTED_EXTENSIONS]
-    found = [c for c in candidates if c.is_file()]
-    if not found:
-        raise DataError(
-            f"no file for split {split!r} in {folder}; looked for {', '.join(c.name for c in candidates)}"
-        )
-    if len(found) > 1:
-        raise DataError(f"split {split!r} in {folder} is ambiguous: {', '.join(f.name for f in found)}; keep one")
-    return found[0]
-
-
-def _extension(file: Path) -> str:
-    for ext in SUPPORTED_EXTENSIONS:
-        if file.name.endswith(ext):
-            return ext
-    raise DataError(f"{file}: unsupported file type; supported: {', '.join(SUPPORTED_EXTENSIONS)}")
-
-
-def _read_info_labels(folder: Path) -> list[str] | None:
-    info = folder / "info.json"
-    if not info.is_file():
-        return None
-    try:
-        content = json.loads(info.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"{info}: cannot read as JSON: {err}") from err
-    if not isinstance(content, dict) or "labels" not in content:
-        return None
-    return _check_label_names(content["labels"], f"{info}: \"labels\"")
-
-
-def _check_label_names(names: Any, where: str) -> list[str]:
-    if isinstance(names, str) or not isinstance(names, Sequence) or not names:
-        raise DataError(f"{where} must be a non-empty list of class names, got {names!r}")
-    names = [str(n) for n in names]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(f"{where} has duplicate class names: {duplicates}")
-    return names
-
-
-def _read_file(file: Path, split: str, text_column: str, label_column: str) -> _RawSplit:
-    frame = _read_frame(file)
-    logger.debug("read %s: %d rows, columns %s", file, len(frame), list(frame.columns))
-    return _raw_split_from_frame(frame, split, str(file), text_column, label_column)
-
-
-def _read_frame(file: Path) -> pd.DataFrame:
-    ext = _extension(file)
-    try:
-        if ext.startswith(".csv"):
-            # Every cell as the string it is: "NA" or "null" are real texts, and labels are parsed below.
-            return pd.read_csv(file, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
-        if ext == ".parquet":
-            return pd.read_parquet(file)
-        if ext.startswith(".jsonl"):
-            return pd.DataFrame.from_records(_read_json_lines(file))
-        return _frame_from_json(json.loads(file.read_text(encoding="utf-8")), file)
-    except DataError:
-        raise
-    except json.JSONDecodeError as err:
-        raise DataError(f"{file}: not valid JSON: {err}") from err
-    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError, ImportError) as err:
-        raise DataError(f"{file}: cannot read: {err}") from err
-
-
-def _read_json_lines(file: Path) -> list[dict]:
-    opener = gzip.open if file.name.endswith(".gz") else open
-    records = []
-    with opener(file, "rt", encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{file}: line {line_number} is not valid JSON: {err}") from err
-            if not isinstance(record, dict):
-                raise DataError(f"{file}: line {line_number} is a JSON {type(record).__name__}, not an object")
-            records.append(record)
-    return records
-
-
-def _frame_from_json(content: Any, file: Path) -> pd.DataFrame:
-    if isinstance(content, list):
-        bad = next((i for i, r in enumerate(content, start=1) if not isinstance(r, dict)), None)
-        if bad is not None:
-            raise DataError(f"{file}: record {bad} of the top-level list is not a JSON object")
-        return pd.DataFrame.from_records(content)
-    if isinstance(content, dict) and all(isinstance(v, list) for v in content.values()):
-        lengths = {k: len(v) for k, v in content.items()}
-        if len(set(lengths.values())) > 1:
-            raise DataError(f"{file}: columns have different lengths: {lengths}")
-        return pd.DataFrame(content)
-    raise DataError(f"{file}: expected a list of records or an object of equal-length column lists")
-
-
-def _read_hub(
-    hub: Mapping, text_column: str, label_column: str, train_split: str, test_split: str, looked_at: Path
-) -> tuple[tuple[_RawSplit, _RawSplit], str, list[str] | None]:
-    hub = dict(hub)
-    if not hub.get("path"):
-        raise DataError(f"hub fallback needs a 'path' (hub dataset id); got {hub}")
-    hub_id, config = hub["path"], hub.get("name")
-    source = hub_id if config is None else f"{hub_id} (config {config})"
-    try:
-        loaded = datasets.load_dataset(hub_id, config)
-    except Exception as err:  # offline, unknown id, auth: all mean "no data" to the caller
-        raise DataError(
-            f"no local copy at {looked_at}, and loading hub dataset {source} failed: {type(err).__name__}: {err}"
-        ) from err
-    hub_text = hub.get("text_column") or text_column
-    hub_label = hub.get("label_column") or label_column
-    raw, names = [], None
-    for split in (hub.get("train_split") or train_split, hub.get("test_split") or test_split):
-        if split not in loaded:
-            raise DataError(f"hub dataset {source} has no split {split!r}; splits: {sorted(loaded)}")
-        part = loaded[split]
-        feature = part.features.get(hub_label)
-        if names is None and isinstance(feature, datasets.ClassLabel):
-            names = list(feature.names)
-        where = f"hub dataset {source} split {split!r}"
-        frame = part.select_columns([c for c in (hub_text, hub_label) if c in part.column_names]).to_pandas()
-        if frame.columns.size < 2:
-            frame = part.to_pandas()  # so that the missing-column error lists every column
-        raw.append(_raw_split_from_frame(frame, split, where, hub_text, hub_label))
-    return (raw[0], raw[1]), source, names
-
-
 # ---------------------------------------------------------------- validation
 
 
-def _raw_split_from_frame(frame: pd.DataFrame, split: str, where: str, text_column: str, label_column: str) -> _RawSplit:
+def _raw_split(found: SplitFrame) -> _RawSplit:
+    frame, split, where = found.frame, found.split, found.where
+    text_column, label_column = found.text_column, found.label_column
     for role, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in frame.columns:
             existing = ", ".join(repr(str(c)) for c in frame.columns) or "none"

@@ -224,7 +224,8 @@ def hidden_states_below(
     inputs_embeds: torch.Tensor | None = None,
     input_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The hidden states that enter the encoder's last ``n_layers`` blocks."""
+    """The hidden states that enter the encoder's last ``n_layers`` blocks, computed on the encoder's device."""
     inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids}
-    output = encoder.model(attention_mask=attention_mask, output_hidden_states=True, **inputs)
+    inputs = {name: tensor.to(encoder.device) for name, tensor in inputs.items()}
+    output = encoder.model(attention_mask=attention_mask.to(encoder.device), output_hidden_states=True, **inputs)
     return output.hidden_states[-1 - n_layers]

@@ -21,12 +21,13 @@ import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from tqdm.auto import tqdm
 
-from condense.artifact import DistilledSet, to_jsonable
+from condense.artifact import FORMS, DistilledSet
+from condense.cache import to_jsonable
 from condense.schema import DistillJob, RunJob, TaskConfig
-from condense.continual import Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
+from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.config import sequence_name, task_config
 from condense.data import Task, stratified_indices
-from condense.features import text_hidden_states, tokenize
+from condense.features import text_hidden_states
 from condense.merge import merge_distilled
 from condense.models import Encoder, hidden_states_below
 from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
@@ -37,12 +38,12 @@ log = logging.getLogger(__name__)
 
 # The two forms of a task's distilled set that are replayed: continuous input embeddings, and text (trained
 # through the straight-through projection, so its decoded tokens are exactly what was optimised).
-FORMS = {"embedding": "none", "text": "straight_through"}
+PROJECTION = dict(zip(FORMS, ("none", "straight_through")))
 
 
 def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> DistillJob:
     """The single-task job whose distilled set has ``memory_per_task`` examples, in the given form."""
-    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=FORMS[form])
+    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=PROJECTION[form])
     groups = {"task": task_cfg, "model": job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
     return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision, out=str(out))
@@ -95,8 +96,8 @@ def sequence_data(
     if merged is not None:
         if merged.soft_labels.shape[1] != layout.width:
             raise ValueError(f"merged soft labels have {merged.soft_labels.shape[1]} columns, the {scenario} layout {layout.width}")
-        hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings)
-        merged_examples = Examples(hidden, merged.attention_mask, merged.soft_labels, merged.task_ids)
+        hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings).cpu()
+        merged_examples = Examples(hidden, merged.attention_mask.cpu(), merged.soft_labels.cpu(), merged.task_ids.cpu())
     return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples)
 
 
@@ -116,16 +117,12 @@ def _real_examples(
 def _distilled_examples(
     encoder: Encoder, distilled: DistilledSet, form: str, task_cfg: TaskConfig, layers: int, layout: LabelLayout, index: int
 ) -> Examples:
-    if form == "embedding":
-        mask = distilled.attention_mask
-        hidden = hidden_states_below(encoder, layers, mask, inputs_embeds=distilled.embeddings)
-    else:
-        # The text form is replayed as text: re-tokenised, as any user of the decoded set would.
-        tokens = tokenize(encoder, distilled.texts, max(task_cfg.max_length, distilled.embeddings.shape[1]))
-        mask = tokens["attention_mask"]
-        hidden = hidden_states_below(encoder, layers, mask, input_ids=tokens["input_ids"])
-    targets = layout.targets(index, distilled.soft_labels)
-    return Examples(hidden, mask, targets, torch.full((distilled.num_examples,), index))
+    # The text form is replayed as text: re-tokenised, as any user of the decoded set would.
+    train = distilled.training_set(form, encoder.tokenizer, task_cfg.max_length)
+    # Kept on the host like the cached real examples: Avalanche moves each mixed mini-batch to the device.
+    hidden = hidden_states_below(encoder, layers, train.attention_mask, **train.inputs()).cpu()
+    targets = layout.targets(index, train.soft_labels.cpu())
+    return Examples(hidden, train.attention_mask.cpu(), targets, torch.full((distilled.num_examples,), index))
 
 
 def run_sequence(job: RunJob) -> dict:
@@ -140,7 +137,7 @@ def run_sequence(job: RunJob) -> dict:
     tasks = [load_task_config(task_cfg) for task_cfg in task_cfgs]
     encoder = job_encoder(job)
     strategies = list(continual.strategies)
-    needs_sets = any(s in ("distilled_replay", "distilled_text_replay", "merged_only") for s in strategies)
+    needs_sets = bool(USES_DISTILLED_SETS & set(strategies))
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
 
     settings_key = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})

@@ -66,6 +66,7 @@ def test_the_continual_choices_are_the_registries():
 
     assert set(schema.STRATEGIES) == set(continual.STRATEGIES)
     assert set(schema.SCENARIOS) == set(continual.SCENARIOS)
+    assert set(schema.CONTINUAL_OPTIMIZERS) == set(continual.OPTIMIZERS)
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -34,6 +34,8 @@ def test_deterministic_and_accepts_tensors(method):
     a = select_coreset(method, x, y, 4, seed=7)
     b = select_coreset(method, torch.from_numpy(x), torch.from_numpy(y), 4, seed=7)
     np.testing.assert_array_equal(a, b)
+    trained = torch.from_numpy(x).requires_grad_(True)  # features straight from a model: detached, then read
+    np.testing.assert_array_equal(a, select_coreset(method, trained, torch.from_numpy(y), 4, seed=7))
 
 
 def test_random_depends_on_seed():
@@ -117,13 +119,33 @@ def test_bad_k(k):
         select_coreset("kcenters", x, y, k)
 
 
-def test_unknown_method_lists_available():
+def test_unknown_method_names_the_config_key_and_the_selectors():
     x, y = _gaussian_classes()
-    with pytest.raises(ValueError, match="'bogus'.*herding.*kcenters.*random"):
+    with pytest.raises(ValueError, match=r"^eval.baselines: unknown 'bogus'; choose from \['herding', 'kcenters', 'random'\]$"):
         select_coreset("bogus", x, y, 2)
+    with pytest.raises(ValueError, match=r"eval.baselines: unknown \['random'\]"):  # unhashable: still a ValueError
+        select_coreset(["random"], x, y, 2)
+
+
+def test_select_coreset_dispatches_through_the_registry_only(monkeypatch):
+    x, y = _gaussian_classes()
+    calls = []
+
+    def first_k(features, labels, k, seed=0):
+        calls.append((len(features), k, seed))
+        return np.arange(k, dtype=np.int64)
+
+    monkeypatch.setitem(SELECTORS, "first", first_k)
+    np.testing.assert_array_equal(select_coreset("first", x, y, 3, seed=5), [0, 1, 2])
+    assert calls == [(len(x), 3, 5)]
+    monkeypatch.setitem(SELECTORS, "herding", first_k)  # a registered name is looked up, never special-cased
+    np.testing.assert_array_equal(select_coreset("herding", x, y, 2), [0, 1])
+    assert sorted(SELECTORS) == ["first", "herding", "kcenters", "random"]
 
 
 def test_feature_label_length_mismatch():
     x, y = _gaussian_classes()
-    with pytest.raises(ValueError, match="rows"):
+    with pytest.raises(ValueError, match=f"^features has {len(x) - 1} rows but labels has {len(y)} entries$"):
         herding(x[:-1], y, 2)
+    with pytest.raises(ValueError, match=f"^features has {len(x) - 1} rows but labels has {len(y)} entries$"):
+        select_coreset("random", x[:-1], y, 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 from collections import Counter
@@ -91,30 +92,93 @@ def test_imdb_clean_html_removes_line_breaks():
     assert_task_shape(task)
 
 
-def test_task_configs_load_with_hydra():
-    from hydra import compose, initialize_config_dir
+def test_task_presets_load():
+    from condense.config import task_config
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    with initialize_config_dir(config_dir=str(configs), version_base=None):
-        cfg = compose(config_name=None, overrides=["+task=rotten_tomatoes"]).task
-        assert cfg.max_length == 64  # a tokeniser key, ignored by load_task
-        assert len(task_from_config(cfg).train) == 8530
-        imdb = compose(config_name=None, overrides=["+task=imdb"]).task
-        assert (imdb.clean_html, imdb.max_length, imdb.max_train_examples) == (True, 128, 10000)
-        local = compose(config_name=None, overrides=["+task=local"]).task
-        with pytest.raises(DataError, match="path"):
-            task_from_config(local)
+    rotten = task_config("rotten_tomatoes")
+    assert rotten.max_length == 64  # a tokeniser key, ignored by load_task
+    task = task_from_config(dataclasses.asdict(rotten))
+    assert task.name == "rotten_tomatoes" and len(task.train) == 8530
+    imdb = task_config("imdb")
+    assert (imdb.clean_html, imdb.max_length, imdb.max_train_examples) == (True, 128, 10000)
 
 
-def test_local_config_with_path(tmp_path):
-    from hydra import compose, initialize_config_dir
+def test_a_config_missing_a_mandatory_value_is_a_data_error():
+    from omegaconf import OmegaConf
+
+    with pytest.raises(DataError, match="task config is missing a required value: .*path"):
+        task_from_config(OmegaConf.create({"path": "???", "text_column": "text"}))
+
+
+def test_local_preset_with_path_is_named_after_its_folder(tmp_path):
+    from condense.config import task_config
 
     folder = user_folder(tmp_path, TRAIN, TEST, labels=["neg", "pos"])
-    configs = Path(__file__).resolve().parents[1] / "configs"
-    with initialize_config_dir(config_dir=str(configs), version_base=None):
-        cfg = compose(config_name=None, overrides=["+task=local", f"task.path={folder}"]).task
-    task = task_from_config(cfg)
-    assert task.name == "local" and task.label_names == ["neg", "pos"] and len(task.train) == 4
+    task = task_from_config(dataclasses.asdict(task_config({"path": str(folder)})))
+    assert task.name == "mydata" and task.label_names == ["neg", "pos"] and len(task.train) == 4
+
+
+# ---------------------------------------------------------------- task names
+
+
+def test_a_task_without_a_name_is_named_after_its_folder_or_its_info_json(tmp_path):
+    plain = user_folder(tmp_path, TRAIN, TEST)
+    assert load_task(path=str(plain)).name == "mydata"
+    assert task_from_config({"name": None, "path": str(plain)}).name == "mydata"
+    assert task_from_config({"path": str(plain)}).name == "mydata"
+    (plain / "info.json").write_text(json.dumps({"name": "film_reviews", "labels": ["neg", "pos"]}), encoding="utf-8")
+    task = load_task(path=str(plain))
+    assert (task.name, task.label_names) == ("film_reviews", ["neg", "pos"])
+    assert load_task("chosen", path=str(plain)).name == "chosen"  # a given name wins
+
+
+def test_two_local_folders_get_different_names(tmp_path):
+    names = []
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        names.append(load_task(path=str(user_folder(tmp_path / sub, TRAIN, TEST).rename(tmp_path / sub / f"set_{sub}"))).name)
+    assert names == ["set_a", "set_b"]
+
+
+def test_explicit_files_are_named_after_the_train_file(tmp_path):
+    train = write_jsonl(tmp_path / "reviews.jsonl", [{"text": "x", "label": 0}, {"text": "y", "label": 1}])
+    assert load_task(train_file=str(train), test_file=str(train)).name == "reviews"
+    with gzip.open(tmp_path / "tweets.csv.gz", "wt") as f:
+        f.write("text,label\nx,0\n")
+    assert data.default_task_name(train_file=str(tmp_path / "tweets.csv.gz")) == "tweets"
+    # The train file names the task even when a folder (and its info.json name) is given for the other split.
+    folder = user_folder(tmp_path, TRAIN, TEST)
+    (folder / "info.json").write_text(json.dumps({"name": "folder_name"}), encoding="utf-8")
+    assert data.default_task_name(path=str(folder), train_file=str(train)) == "reviews"
+
+
+def test_default_task_name_reads_only_info_json(tmp_path, monkeypatch):
+    folder = tmp_path / "not_yet_downloaded"
+    assert data.default_task_name(path=str(folder)) == "not_yet_downloaded"  # nothing there to read
+    folder.mkdir()
+    (folder / "info.json").write_text(json.dumps({"name": "news"}), encoding="utf-8")
+    assert data.default_task_name(path=str(folder)) == "news"  # no split files needed
+    assert data.default_task_name(path=str(folder / "sub" / "..")) == "news"
+    monkeypatch.chdir(tmp_path)
+    assert data.default_task_name(path=".") == tmp_path.name
+    assert data.default_task_name(path="not_yet_downloaded/") == "news"
+
+
+@pytest.mark.parametrize("bad", ["", "  ", "a/b", 7, ["x"]])
+def test_a_bad_info_json_name_names_the_file_and_value(tmp_path, bad):
+    folder = user_folder(tmp_path, TRAIN, TEST)
+    (folder / "info.json").write_text(json.dumps({"name": bad}), encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_task(path=str(folder))
+    message = str(err.value)
+    assert str(folder / "info.json") in message and '"name"' in message and repr(bad) in message
+
+
+def test_a_task_needs_a_name_or_data_to_be_named_after():
+    with pytest.raises(DataError, match=r"a task needs a name.*path=.*train_file="):
+        load_task()
+    with pytest.raises(DataError, match=r"a task needs a name"):
+        task_from_config({"name": None, "data_dir": "anywhere"})
 
 
 # ---------------------------------------------------------------- user data
@@ -224,7 +288,7 @@ def test_subsample_keeps_rare_class():
 
 
 def test_missing_folder(tmp_path):
-    with pytest.raises(DataError, match="nowhere"):
+    with pytest.raises(DataError, match=r"data folder .*nowhere does not exist; it should hold train\.<ext> and test\.<ext>"):
         load_task("mine", path=str(tmp_path / "nowhere"))
 
 
@@ -240,7 +304,7 @@ def test_missing_split_file_names_split_and_candidates(tmp_path):
 
 def test_missing_explicit_file(tmp_path):
     train = write_jsonl(tmp_path / "tr.jsonl", [{"text": "a", "label": 0}])
-    with pytest.raises(DataError, match=r"te\.jsonl"):
+    with pytest.raises(DataError, match=r"test_file .*te\.jsonl does not exist \(split 'test'\)"):
         load_task("mine", train_file=str(train), test_file=str(tmp_path / "te.jsonl"))
 
 
@@ -318,7 +382,7 @@ def test_class_without_training_example(tmp_path):
 def test_bad_info_json(tmp_path):
     folder = user_folder(tmp_path, TRAIN, TEST)
     (folder / "info.json").write_text("{not json")
-    with pytest.raises(DataError, match=r"info\.json"):
+    with pytest.raises(DataError, match=r"info\.json: cannot read as JSON"):
         load_task("mine", path=str(folder))
 
 

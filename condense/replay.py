@@ -1,0 +1,144 @@
+"""What the strategies add to Avalanche's templates: replay memories (Avalanche storage policies, one per kind of
+memory) and the plugins that measure a run (the forgetting curve, how well the model already fits its memory).
+
+``MEMORIES`` maps a kind of memory to the builder of its storage policy, which Avalanche's ``ReplayPlugin`` fills
+after each experience and samples from during the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
+
+from avalanche.benchmarks.utils import AvalancheDataset
+from avalanche.benchmarks.utils.utils import concat_datasets
+from avalanche.core import SupervisedPlugin
+from avalanche.training.storage_policy import (
+    ExemplarsBuffer,
+    HerdingSelectionStrategy,
+    ParametricBuffer,
+    RandomExemplarsSelectionStrategy,
+)
+from torch import nn
+
+from condense.continual_model import accuracy, loss_and_accuracy
+
+
+class AccuracyCurve(SupervisedPlugin):
+    """Accuracy on a small held-out sample of every task, at the start and end of each experience and every
+    ``every`` training iterations in between: the forgetting curves."""
+
+    def __init__(self, curve: list[Examples], every: int):
+        super().__init__()
+        self.curve = curve
+        self.every = max(1, every)
+        self.points: list[dict] = []
+        self.experience_starts: list[int] = []
+
+    def _record(self, strategy) -> None:
+        iteration = strategy.clock.train_iterations
+        if self.points and self.points[-1]["iteration"] == iteration:
+            return
+        self.points.append({
+            "iteration": iteration,
+            "experience": strategy.clock.train_exp_counter,
+            "accuracy": [accuracy(strategy.model, examples) for examples in self.curve],
+        })
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        self.experience_starts.append(strategy.clock.train_iterations)
+        self._record(strategy)
+
+    def after_training_iteration(self, strategy, *args, **kwargs):
+        if strategy.clock.train_iterations % self.every == 0:
+            self._record(strategy)
+
+    def after_training_exp(self, strategy, *args, **kwargs):
+        self._record(strategy)
+
+
+class MemoryFit(SupervisedPlugin):
+    """How well the model already fits the replay memory when a new task starts: an example the model fits with
+    near-zero loss gives replay almost no gradient, however informative it was to learn from."""
+
+    def __init__(self, memory: ExemplarsBuffer):
+        super().__init__()
+        self.memory = memory
+        self.fits: list[dict] = []
+
+    def after_training_exp(self, strategy, *args, **kwargs):
+        # Registered after the ReplayPlugin, so the memory already holds the experience just finished.
+        rows = [self.memory.buffer[i] for i in range(len(self.memory.buffer))]
+        loss, fit = loss_and_accuracy(strategy.model, rows)
+        self.fits.append({"examples": len(rows), "loss": loss, "accuracy": fit})
+
+
+class _PerExperienceBuffer(ExemplarsBuffer):
+    """A memory that adds a fixed number of examples per finished experience and never shrinks."""
+
+    def update(self, strategy, **kwargs):
+        # ReplayPlugin still calls update(); Avalanche's own update() only forwards here, with a deprecation warning.
+        self.post_adapt(strategy, strategy.experience)
+
+    def resize(self, strategy, new_size):
+        self.max_size = new_size
+
+
+class RealExamplesBuffer(_PerExperienceBuffer):
+    """``per_task`` real examples of every past experience, spread evenly over its classes and picked by an
+    Avalanche selection strategy (random, or herding on the model's pooled features)."""
+
+    def __init__(self, per_task: int, max_size: int, selection_strategy):
+        super().__init__(max_size)
+        self.per_task = per_task
+        self.selection_strategy = selection_strategy
+        self.memories: list[ParametricBuffer] = []
+
+    def post_adapt(self, agent, exp):
+        memory = ParametricBuffer(self.per_task, groupby="class", selection_strategy=self.selection_strategy)
+        memory.post_adapt(agent, exp)
+        self.memories.append(memory)
+        self.buffer = concat_datasets([m.buffer for m in self.memories])
+
+
+class DistilledBuffer(_PerExperienceBuffer):
+    """After each experience, keeps that task's distilled set: the memory is the distilled sets of past tasks."""
+
+    def __init__(self, distilled: list[AvalancheDataset], max_size: int):
+        super().__init__(max_size)
+        self.distilled = distilled
+        self.kept: list[AvalancheDataset] = []
+
+    def post_adapt(self, agent, exp):
+        self.kept.append(self.distilled[exp.current_experience])
+        self.buffer = concat_datasets(self.kept)
+
+
+MemoryBuilder = Callable[[nn.Module, SequenceData, int, int], ExemplarsBuffer]
+
+
+def random_memory(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
+    return RealExamplesBuffer(per_task, size, RandomExemplarsSelectionStrategy())
+
+
+def herding_memory(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
+    # Herding on the model's own pooled features, as they are when the experience ends.
+    return RealExamplesBuffer(per_task, size, HerdingSelectionStrategy(model, "pool"))
+
+
+def distilled_memory(form: str) -> MemoryBuilder:
+    """The builder of a memory of each past task's distilled set in ``form`` (``embedding`` or ``text``)."""
+
+    def build(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
+        return DistilledBuffer([avalanche_dataset(e, data.layout) for e in data.distilled[form]], size)
+
+    return build
+
+
+MEMORIES: dict[str, MemoryBuilder] = {
+    "random": random_memory,
+    "herding": herding_memory,
+    "distilled": distilled_memory("embedding"),
+    "distilled_text": distilled_memory("text"),
+}
