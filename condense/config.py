@@ -64,13 +64,16 @@ def conf_file(*parts: str):
     return importlib.resources.files(CONF_PACKAGE).joinpath(*parts)
 
 
+def presets(group: str) -> list[str]:
+    """The preset names of a config group: its YAML files under ``condense/conf/<group>/``."""
+    return sorted(p.name[: -len(".yaml")] for p in conf_file(group).iterdir() if p.name.endswith(".yaml"))
+
+
 def preset(group: str, name: str) -> dict:
     """The keys a preset of ``group`` changes (``preset("distill", "all")``), with its own defaults list applied."""
-    file = conf_file(group, f"{name}.yaml")
-    if not file.is_file():
-        known = sorted(p.name[:-5] for p in conf_file(group).iterdir() if p.name.endswith(".yaml"))
-        raise ConfigError(f"{group}={name!r}: no such preset; known: {known}")
-    content = OmegaConf.to_container(OmegaConf.create(file.read_text()) or OmegaConf.create({}))
+    if name not in presets(group):
+        raise ConfigError(f"{group}={name!r}: no such preset; known: {presets(group)}")
+    content = OmegaConf.to_container(OmegaConf.create(conf_file(group, f"{name}.yaml").read_text() or "{}"))
     merged: dict = {}
     for parent in content.pop("defaults", []):
         if parent != "_self_":
@@ -85,11 +88,11 @@ def task_config(entry: Any, where: str = "task_sequence.tasks") -> TaskConfig:
     try:
         if isinstance(entry, (dict, DictConfig)):
             node = OmegaConf.merge(schema, preset("task", "local"), entry)
-        elif isinstance(entry, str) and conf_file("task", f"{entry}.yaml").is_file():
+        elif entry in presets("task"):
             node = OmegaConf.merge(schema, preset("task", entry))
         else:
-            known = sorted(p.name[:-5] for p in conf_file("task").iterdir() if p.name.endswith(".yaml"))
-            raise ConfigError(f"{where}: no task config for {entry!r}; known tasks: {known}, or a mapping {{name: ..., path: DIR}}")
+            raise ConfigError(f"{where}: no task config for {entry!r}; known tasks: {presets('task')}, or a mapping "
+                              "{name: ..., path: DIR}")
         task = OmegaConf.to_object(node)
     except OmegaConfBaseException as err:
         raise ConfigError(f"{where}: {entry!r}: {err}") from err

@@ -11,8 +11,9 @@ import re
 
 import torch
 
+from condense.schema import PRECISIONS
+
 DEVICES = ("auto", "cpu", "cuda", "cuda:N")
-PRECISIONS = ("fp32", "bf16")
 _CUDA_INDEX = re.compile(r"cuda:(\d+)")
 
 
@@ -32,14 +33,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise ValueError(f"device={name!r}: choose one of {list(DEVICES)}")
 
 
-def check_precision(precision: str, device: torch.device) -> None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
-
-
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """bf16 autocast for forward passes on ``device``; a no-op context in fp32, so fp32 results are unchanged."""
-    check_precision(precision, device)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose one of {list(PRECISIONS)}")
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -36,8 +36,8 @@ def distill_task(job: DistillJob) -> DistilledSet:
     """Distil (or reuse) the task's set, then evaluate it against the baselines; both saved in ``job.out``."""
     torch.set_num_threads(job.threads)
     out = Path(job.out)
+    encoder = job_encoder(job)  # first: an unusable device fails before the data loads
     task = load_task_config(job.task)
-    encoder = job_encoder(job)
     max_length = job.task.max_length
     train_labels = task_labels(task.train, encoder)
     train_features = text_features(encoder, task.train["text"], max_length, f"{task.name} train texts")

@@ -134,8 +134,8 @@ def run_sequence(job: RunJob) -> dict:
     settings = StrategySettings(**{f.name: getattr(continual, f.name) for f in dataclasses.fields(StrategySettings)})
     task_cfgs = [task_config(entry) for entry in job.task_sequence.tasks]
     names = [task_cfg.name for task_cfg in task_cfgs]
+    encoder = job_encoder(job)  # first: an unusable device fails before the data loads
     tasks = [load_task_config(task_cfg) for task_cfg in task_cfgs]
-    encoder = job_encoder(job)
     strategies = list(continual.strategies)
     needs_sets = bool(USES_DISTILLED_SETS & set(strategies))
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}

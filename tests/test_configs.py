@@ -10,7 +10,7 @@ import time
 import pytest
 
 from condense import config, schema
-from condense.config import ConfigError, compose, conf_file, preset, task_config
+from condense.config import ConfigError, compose, preset, presets, task_config
 
 GROUPS = {  # group -> the primary configs that have it
     "task": ["config"], "model": ["config", "run", "bench"], "distill": ["config", "bench"],
@@ -18,11 +18,7 @@ GROUPS = {  # group -> the primary configs that have it
 }
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.name[:-5] for p in conf_file(group).iterdir() if p.name.endswith(".yaml"))
-
-
-@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in presets(g)])
 def test_every_option_of_every_group_builds_typed_objects(group, option, tmp_path):
     overrides = [f"{group}={option}"] + ([f"task.path={tmp_path}"] if (group, option) == ("task", "local") else [])
     for primary in GROUPS[group]:
@@ -142,3 +138,16 @@ def test_configs_register_their_schemas_once():
     config.register()
     stored = ConfigStore.instance().repo
     assert {f"{name}_schema.yaml" for name in schema.JOBS} <= set(stored)
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_data_loads(tmp_path, monkeypatch):
+    import torch
+
+    from condense.device import resolve_device
+    from condense.pipeline import distill_task
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    job = compose("config", ["task=local", f"task.path={tmp_path / 'nowhere'}", "device=cuda:1"])
+    with pytest.raises(ValueError, match=r"device='cuda:1': this machine has no CUDA device"):
+        distill_task(job)  # the data folder does not exist: reaching it would raise DataError instead
