@@ -173,7 +173,8 @@ def check_sequence(job: RunJob) -> None:
 
 def compose(config_name: str = "config", overrides: list[str] | tuple[str, ...] = ()) -> DistillJob | RunJob | BenchJob:
     """The typed job a command line would give: ``compose("run", ["task_sequence=sst2_then_agnews"])``."""
-    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
 
     with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
         return parse(hydra_compose(config_name, overrides=list(overrides)))

@@ -17,6 +17,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
+from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, forward_transfer_metrics
+from avalanche.training import JointTraining, Naive
+from avalanche.training.determinism.rng_manager import RNGManager
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+from avalanche.training.storage_policy import ExemplarsBuffer
+from torch import nn
 
 from condense.continual_data import (  # first: quiets Avalanche's import
     SCENARIOS,
@@ -28,14 +34,6 @@ from condense.continual_data import (  # first: quiets Avalanche's import
     benchmark,
     collate,
 )
-
-from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, forward_transfer_metrics
-from avalanche.training import JointTraining, Naive
-from avalanche.training.determinism.rng_manager import RNGManager
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
-from avalanche.training.storage_policy import ExemplarsBuffer
-from torch import nn
-
 from condense.continual_model import ContinualClassifier, Pooling, accuracy, loss_and_accuracy
 from condense.models import Encoder
 from condense.registry import lookup

@@ -26,8 +26,8 @@ from condense.artifact import DistilledSet
 from condense.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
 from condense.features import trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
-from condense.schema import DistillConfig
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.schema import DistillConfig
 
 log = logging.getLogger(__name__)
 

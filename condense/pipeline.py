@@ -22,11 +22,11 @@ from condense.cache import atomic_write_json, cache_dir, cached, digest, read_js
 from condense.coresets import select_coreset
 from condense.data import Task, check_examples_per_class, task_from_config
 from condense.device import resolve_device
-from condense.outer import RealData, distill, initial_set, learn_labels, real_examples_set
 from condense.evaluate import HeldOutData, finetune_protocol, learned_protocol, linear_probe
 from condense.features import text_features, tokenize
-from condense.report import SETS, metrics_table
 from condense.models import Encoder, load_encoder
+from condense.outer import RealData, distill, initial_set, learn_labels, real_examples_set
+from condense.report import metrics_table
 from condense.schema import DistillConfig, DistillJob, EvalConfig, FinetuneRecipe, TaskConfig
 
 log = logging.getLogger(__name__)

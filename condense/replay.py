@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
-
 from avalanche.benchmarks.utils import AvalancheDataset
 from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
@@ -22,6 +20,7 @@ from avalanche.training.storage_policy import (
 )
 from torch import nn
 
+from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
 from condense.continual_model import accuracy, loss_and_accuracy
 
 

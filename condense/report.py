@@ -18,7 +18,6 @@ import torch
 
 from condense.schema import BASELINES
 
-
 # Every set ``python -m condense.distill`` evaluates, in the order its tables list them.
 SETS = ("distilled", "decoded", *BASELINES, "full")
 

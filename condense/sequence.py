@@ -23,9 +23,8 @@ from tqdm.auto import tqdm
 
 from condense.artifact import FORMS, DistilledSet
 from condense.cache import to_jsonable
-from condense.schema import DistillJob, RunJob, TaskConfig
-from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.config import sequence_name, task_config
+from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
 from condense.data import Task, stratified_indices
 from condense.features import text_hidden_states
 from condense.merge import merge_distilled
@@ -33,6 +32,7 @@ from condense.models import Encoder, hidden_states_below
 from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
 from condense.plots import accuracy_matrices, forgetting_curves
 from condense.report import machine, one_line, results_table, summarize_runs
+from condense.schema import DistillJob, RunJob, TaskConfig
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from condense import pipeline
 from condense.artifact import DistilledSet
 from condense.config import ConfigError, compose
 from condense.data import DataError
-from condense.pipeline import SETS, distill_task
+from condense.pipeline import distill_task
+from condense.report import SETS
 
 
 def config(tiny_model_dirs, tiny_task_dir, out, *overrides):

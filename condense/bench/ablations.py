@@ -27,9 +27,9 @@ from condense.bench.common import (
     text_form,
     training_form,
 )
+from condense.config import preset
 from condense.coresets import select_coreset
 from condense.outer import learn_labels, real_examples_set
-from condense.config import preset
 from condense.report import points, pooled
 from condense.schema import BenchJob
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import torch
 
+from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
 from condense.cache import to_jsonable
 from condense.config import task_config, validate
 from condense.data import Task
-from condense.outer import RealData
-from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
 from condense.evaluate import HeldOutData, learned_protocol
 from condense.features import text_features, tokenize
 from condense.models import Encoder
+from condense.outer import RealData
 from condense.pipeline import (
     cached_distillation_dir,
     distilled_set,

@@ -28,7 +28,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from condense.artifact import FORMS, DistilledSet
+from condense.artifact import DistilledSet
 from condense.bench.common import TaskData, studied_set, task_data, training_form
 from condense.bench.compute_savings import savings
 from condense.bench.compute_streams import finetune_stream, head_stream

@@ -20,6 +20,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
+from condense.artifact import TrainingSet
 from condense.bench.common import (
     TaskData,
     distilled,
@@ -31,7 +32,6 @@ from condense.bench.common import (
 )
 from condense.bench.transfer_report import BAG_OF_WORDS, RECIPES
 from condense.coresets import select_coreset
-from condense.artifact import TrainingSet
 from condense.evaluate import finetune_protocol
 from condense.heads import head_accuracy, train_head
 from condense.models import encode
