@@ -1,0 +1,39 @@
+"""The CUDA paths end to end on tiny models (skipped where no CUDA device exists; run them on a GPU machine)."""
+
+import pytest
+import torch
+
+from condense.artifact import DistilledSet
+from condense.config import compose
+from condense.pipeline import distill_task
+from condense.sequence import run_sequence
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("mode", ["distill=head", "distill=last_layer", "distill=all"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_tiny_distillation_runs_on_cuda(tiny_model_dirs, tiny_task_dir, tmp_path, mode, precision):
+    job = compose("config", [
+        "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
+        "distill.outer_steps=4", "distill.seq_len=8", "distill.real_batch_size=8", "device=cuda",
+        f"precision={precision}", f"out={tmp_path / 'run'}", mode,
+    ])
+    distilled = distill_task(job)
+    assert distilled.embeddings.is_cuda
+    loaded = DistilledSet.load(tmp_path / "run")  # saved from the GPU, read back on the host
+    torch.testing.assert_close(loaded.embeddings, distilled.embeddings.cpu())
+    assert set(loaded.metrics["learned"]) == {"distilled", "decoded", "random", "kcenters", "herding", "full"}
+
+
+def test_a_tiny_sequence_runs_on_cuda(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
+    job = compose("run", [
+        f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
+        f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
+        "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0]",
+        "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
+        "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
+        "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "device=cuda", f"out={tmp_path}",
+    ])
+    results = run_sequence(job)
+    assert len(results["runs"]) == 2 * 7
