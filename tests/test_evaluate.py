@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from condense.artifact import InnerProtocol, TrainingSet
+from condense import evaluate
 from condense.evaluate import (
+    finetune,
     FinetuneRecipe,
     HeldOutData,
     finetune_protocol,
@@ -73,14 +75,24 @@ def test_summarize():
     assert summarize([0.5]) == {"mean": 0.5, "std": 0.0, "n": 1}
 
 
-def test_finetune_covers_epochs_with_a_partial_last_batch(tiny_bert):
+def test_finetune_covers_epochs_with_a_partial_last_batch(tiny_bert, monkeypatch):
     texts = [f"word{i} other{i % 3}" for i in range(20)]
     tokens = tokenize(tiny_bert, texts, 8)
     labels = torch.arange(20) % 2
-    test = HeldOutData(labels=labels, tokens=tokens, token_labels=labels)
     train = TrainingSet(tokens["attention_mask"], F.one_hot(labels, 2).float(), input_ids=tokens["input_ids"])
-    result = finetune_protocol(tiny_bert, train, test, FinetuneRecipe(batch_size=16, epochs=3, min_steps=1), n_inits=1)
-    assert result["n"] == 1
+    seen, original = [], evaluate.classify
+
+    def counting_classify(encoder, mask, params, **inputs):
+        seen.append(inputs["input_ids"][:, 0].tolist())  # the [CLS] column: one entry per example of the batch
+        return original(encoder, mask, params, **inputs)
+
+    monkeypatch.setattr(evaluate, "classify", counting_classify)
+    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=3, min_steps=1), torch.Generator().manual_seed(0))
+    # 3 epochs of 20 examples in batches of 16: a full batch and the 4 left over, three times, every example per epoch.
+    assert [len(batch) for batch in seen] == [16, 4, 16, 4, 16, 4]
+    seen.clear()
+    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=1, min_steps=5), torch.Generator().manual_seed(0))
+    assert [len(batch) for batch in seen] == [16, 4, 16, 4, 16], "min_steps tops up a short recipe"
 
 
 def test_shuffled_batches_visit_every_example_once_per_epoch():
