@@ -11,7 +11,6 @@ each seed's mean over fresh models (``n`` seeds, each over ``inits`` fresh model
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import platform
@@ -21,6 +20,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from condense.cache import locked
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -65,8 +66,7 @@ def run_one(variant: str, task: str, seed: int) -> dict:
     out = RUNS / variant / task / f"seed{seed}"
     out.mkdir(parents=True, exist_ok=True)
     # Several benchmark processes may share the queue (e.g. one per variant): one run at a time per folder.
-    with open(out / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with locked(out / "run"):
         run_unless_finished(variant, task, seed, out)
     meta = json.loads((out / "meta.json").read_text())
     return {
