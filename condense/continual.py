@@ -37,30 +37,15 @@ from condense.continual_data import (  # first: quiets Avalanche's import
 from condense.continual_model import ContinualClassifier, Pooling, accuracy, loss_and_accuracy
 from condense.models import Encoder
 from condense.registry import lookup
+from condense.schema import ContinualConfig
 from condense.replay import MEMORIES, AccuracyCurve, DistilledBuffer, MemoryFit, RealExamplesBuffer
 
 __all__ = [
     "OPTIMIZERS", "SCENARIOS", "STRATEGIES", "AccuracyCurve", "ContinualClassifier", "DistilledBuffer", "ExampleRows",
     "Examples", "LabelLayout", "MemoryFit", "Pooling", "RealExamplesBuffer", "SequenceData", "StrategyPlan",
-    "StrategySettings", "USES_DISTILLED_SETS", "accuracy", "avalanche_dataset", "benchmark", "collate",
+    "USES_DISTILLED_SETS", "accuracy", "avalanche_dataset", "benchmark", "collate",
     "loss_and_accuracy", "run_strategy",
 ]
-
-
-@dataclass
-class StrategySettings:
-    """How every strategy trains: the fields of the ``continual`` config that a run uses (no defaults here; they
-    live in the config schema, :class:`condense.schema.ContinualConfig`)."""
-
-    memory_per_task: int
-    trainable_layers: int
-    batch_size: int
-    replay_batch_size: int
-    epochs: int
-    optimizer: str  # a key of OPTIMIZERS
-    lr: float
-    merged_only_epochs: int
-    curve_points_per_experience: int
 
 
 def _adam(parameters: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
@@ -85,13 +70,13 @@ class StrategyPlan:
     train_on: list
 
 
-StrategyBuilder = Callable[[nn.Module, SequenceData, object, StrategySettings, int], StrategyPlan]
+StrategyBuilder = Callable[[nn.Module, SequenceData, object, ContinualConfig, int], StrategyPlan]
 
 
 def _sequential(memory: str | None = None) -> StrategyBuilder:
     """Fine-tuning experience by experience, replaying a memory of kind ``memory`` (a key of MEMORIES) if given."""
 
-    def build(model, data: SequenceData, bench, settings: StrategySettings, memory_size: int) -> StrategyPlan:
+    def build(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
         replay = None if memory is None else lookup(MEMORIES, "replay memory", memory)(
             model, data, settings.memory_per_task, memory_size)
         return StrategyPlan(Naive, settings.epochs, replay, list(bench.train_stream))
@@ -99,12 +84,12 @@ def _sequential(memory: str | None = None) -> StrategyBuilder:
     return build
 
 
-def _joint(model, data: SequenceData, bench, settings: StrategySettings, memory_size: int) -> StrategyPlan:
+def _joint(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
     """Every task's training data at once: the reference without forgetting."""
     return StrategyPlan(JointTraining, settings.epochs, None, [bench.train_stream])
 
 
-def _merged_only(model, data: SequenceData, bench, settings: StrategySettings, memory_size: int) -> StrategyPlan:
+def _merged_only(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
     """A fresh model trained only on the merge of every task's distilled set; it is tiny, so many passes."""
     merged = benchmark([data.merged], data.test, data.layout)
     return StrategyPlan(Naive, settings.merged_only_epochs, None, [merged.train_stream[0]])
@@ -134,7 +119,7 @@ def _evaluation_plugin() -> EvaluationPlugin:
 
 
 def run_strategy(
-    name: str, encoder: Encoder, data: SequenceData, settings: StrategySettings, seed: int
+    name: str, encoder: Encoder, data: SequenceData, settings: ContinualConfig, seed: int
 ) -> dict:
     """Train one strategy over the sequence from a fresh model on the encoder's device; the accuracy matrix,
     Avalanche's forgetting, BWT and forward transfer, and the forgetting curve."""

@@ -64,7 +64,7 @@ def initial_set(
     seed: int,
 ) -> DistilledSet:
     """k examples per class, each filled with the tokens of randomly drawn real examples of its class: the set
-    distillation starts from, as tokens (no embeddings yet) with one-hot labels.
+    distillation starts from: real tokens (its embeddings are theirs) with one-hot labels.
 
     Real texts are concatenated until ``seq_len`` is full, so every position starts as a real token in a
     plausible context instead of padding.

@@ -2,7 +2,7 @@
 
 ``python -m condense.run task_sequence=agnews_then_sst2`` (:mod:`condense.run`) parses its config and calls
 :func:`run_sequence`, which distils any task whose distilled set is not cached yet
-(keyed by a hash of its task, model and distill config), runs every strategy of ``configs/continual/`` in every
+(keyed by a hash of its task, model and distill config), runs every strategy of ``continual.strategies`` in every
 scenario over every seed, and writes ``results.json``, ``results.md``, ``forgetting_curves.png`` and
 ``accuracy_matrices.png`` in the run folder.
 """
@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from condense.artifact import FORMS, DistilledSet
 from condense.cache import to_jsonable
 from condense.config import sequence_name, task_config
-from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, StrategySettings, run_strategy
+from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, run_strategy
 from condense.data import Task, stratified_indices
 from condense.features import text_hidden_states
 from condense.merge import merge_distilled
@@ -131,7 +131,6 @@ def run_sequence(job: RunJob) -> dict:
     torch.set_num_threads(job.threads)
     out = Path(job.out)
     continual = job.continual
-    settings = StrategySettings(**{f.name: getattr(continual, f.name) for f in dataclasses.fields(StrategySettings)})
     task_cfgs = [task_config(entry) for entry in job.task_sequence.tasks]
     names = [task_cfg.name for task_cfg in task_cfgs]
     encoder = job_encoder(job)  # first: an unusable device fails before the data loads
@@ -150,7 +149,7 @@ def run_sequence(job: RunJob) -> dict:
                 for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
                     runs.append(_run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
-                                              lambda: run_strategy(strategy, encoder, data, settings, seed)))
+                                              lambda: run_strategy(strategy, encoder, data, continual, seed)))
                     progress.update()
                 log.info("%s / %s: %s", scenario, strategy, one_line(summarize_runs([r for r in runs if
                          r["scenario"] == scenario and r["strategy"] == strategy])))

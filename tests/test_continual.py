@@ -20,7 +20,6 @@ from condense.continual import (
     Examples,
     LabelLayout,
     SequenceData,
-    StrategySettings,
     avalanche_dataset,
     benchmark,
     collate,
@@ -29,6 +28,7 @@ from condense.continual import (
 )
 from condense.models import Encoder, hidden_states_below, load_encoder, top_blocks
 from condense.replay import MEMORIES, DistilledBuffer, RealExamplesBuffer
+from condense.schema import ContinualConfig
 from condense.sequence import run_sequence
 
 
@@ -130,10 +130,10 @@ def test_loss_and_accuracy_are_the_mean_cross_entropy_and_fraction_correct_over_
         assert fit == pytest.approx(2 / 3)  # row 1 predicts class 1 against 0; row 2's tie picks class 0, as its target
 
 
-def _settings(**changes) -> StrategySettings:
+def _settings(**changes) -> ContinualConfig:
     values = dict(memory_per_task=2, trainable_layers=1, batch_size=4, replay_batch_size=2, epochs=1, optimizer="adam",
                   lr=1e-3, merged_only_epochs=3, curve_points_per_experience=2)
-    return StrategySettings(**{**values, **changes})
+    return ContinualConfig(**{**values, **changes})
 
 
 def _sequence_data(scenario: str = "class") -> SequenceData:
