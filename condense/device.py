@@ -25,7 +25,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device(name)
     if name == "cuda" or _CUDA_INDEX.fullmatch(name):
         if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: this machine has no CUDA device (torch {torch.__version__}); use device=cpu or auto")
+            raise ValueError(
+                f"device={name!r}: this machine has no CUDA device (torch {torch.__version__}); use device=cpu or auto"
+            )
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
             raise ValueError(f"device={name!r}: only {torch.cuda.device_count()} CUDA device(s) here")

@@ -12,13 +12,43 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
 Params = dict[str, torch.Tensor]
+Grads = list[torch.Tensor]
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets."""
     return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+def _sgd(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
+    return grads
+
+
+def _momentum(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
+    state["m"] = [g if step == 0 else hyper["momentum"] * m + g for g, m in zip(grads, state["m"] or grads)]
+    return state["m"]
+
+
+def _adam(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
+    beta1, beta2 = hyper["betas"]
+    eps = hyper["eps"]
+    m_prev = state["m"] or [torch.zeros_like(g) for g in grads]
+    v_prev = state["v"] or [torch.zeros_like(g) for g in grads]
+    state["m"] = [beta1 * m + (1 - beta1) * g for m, g in zip(m_prev, grads)]
+    state["v"] = [beta2 * v + (1 - beta2) * g * g for v, g in zip(v_prev, grads)]
+    correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
+    # sqrt(v + eps^2) rather than sqrt(v) + eps: sqrt has an infinite derivative at 0, which would
+    # turn the hypergradient into NaN wherever a gradient entry is exactly zero.
+    return [(m / correction1) / torch.sqrt(v / correction2 + eps * eps) for m, v in zip(state["m"], state["v"])]
+
+
+# The inner optimisers by their config name (distill.inner_optimizer): each maps this step's gradients, its
+# running state and the step index to the update that is scaled by the step's learning rate.
+UPDATES: dict[str, Callable[[Grads, dict[str, Grads], int, dict], Grads]] = {
+    "sgd": _sgd, "momentum": _momentum, "adam": _adam,
+}
+OPTIMIZERS = tuple(UPDATES)
 
 
 def unrolled_train(
@@ -38,33 +68,18 @@ def unrolled_train(
     the first and the encoder weights with the second, since a fresh head and a pretrained encoder want
     learning rates orders of magnitude apart.
     """
-    if optimizer not in OPTIMIZERS:
+    if optimizer not in UPDATES:
         raise ValueError(f"inner optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    update, hyper = UPDATES[optimizer], {"momentum": momentum, "betas": betas, "eps": eps}
     names = list(params)
-    state: dict[str, list[torch.Tensor]] = {"m": [], "v": []}
+    state: dict[str, Grads] = {"m": [], "v": []}
     for step, lr in enumerate(lrs):
         # allow_unused: weights that never reach the pooled features (e.g. BERT's pooler) get no gradient.
         grads = torch.autograd.grad(
             loss_fn(params), [params[n] for n in names], create_graph=create_graph, allow_unused=True
         )
         grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
-        if optimizer == "sgd":
-            updates = grads
-        elif optimizer == "momentum":
-            state["m"] = [g if step == 0 else momentum * m + g for g, m in zip(grads, state["m"] or grads)]
-            updates = state["m"]
-        else:
-            beta1, beta2 = betas
-            m_prev = state["m"] or [torch.zeros_like(g) for g in grads]
-            v_prev = state["v"] or [torch.zeros_like(g) for g in grads]
-            state["m"] = [beta1 * m + (1 - beta1) * g for m, g in zip(m_prev, grads)]
-            state["v"] = [beta2 * v + (1 - beta2) * g * g for v, g in zip(v_prev, grads)]
-            correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
-            # sqrt(v + eps^2) rather than sqrt(v) + eps: sqrt has an infinite derivative at 0, which would
-            # turn the hypergradient into NaN wherever a gradient entry is exactly zero.
-            updates = [
-                (m / correction1) / torch.sqrt(v / correction2 + eps * eps) for m, v in zip(state["m"], state["v"])
-            ]
+        updates = update(grads, state, step, hyper)
         params = {n: params[n] - _lr_for(n, lr) * u for n, u in zip(names, updates)}
         if not create_graph:
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
