@@ -84,3 +84,20 @@ def tiny_sentiment_dir(tmp_path_factory) -> Path:
             f.write("\n".join(lines) + "\n")
     (folder / "info.json").write_text(json.dumps({"labels": ["negative", "positive"]}))
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sequence_overrides(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir):
+    """The command line of a tiny two-task sequence (topics, then mood) that runs in seconds: ``(out, seeds)``."""
+
+    def overrides(out, seeds: str = "[0,1]") -> list[str]:
+        return [
+            f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
+            f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
+            "distill.real_batch_size=8", "continual.memory_per_task=6", f"continual.seeds={seeds}",
+            "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
+            "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
+            "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "threads=1", f"out={out}",
+        ]
+
+    return overrides

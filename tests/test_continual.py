@@ -221,24 +221,20 @@ def test_a_strategy_trains_where_the_encoder_is(tiny_bert, monkeypatch):
     assert [fit["examples"] for fit in result["memory_fit"]] == [2, 4]
 
 
-def sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, out, *overrides):
-    return compose("run", [
-        f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
-        f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
-        "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0,1]",
-        "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
-        "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
-        "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "threads=1",
-        f"out={out}", *overrides,
-    ])
+@pytest.fixture
+def sequence_config(tiny_sequence_overrides):
+    def config(out, *overrides):
+        return compose("run", [*tiny_sequence_overrides(out), *overrides])
+
+    return config
 
 
 def _is_count_over(value: float, total: int) -> bool:
     return value * total == pytest.approx(round(value * total), abs=1e-9)
 
 
-def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
-    cfg = sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "run")
+def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_config, tmp_path):
+    cfg = sequence_config(tmp_path / "run")
     results = run_sequence(cfg)
     out = tmp_path / "run"
     for name in ("results.json", "results.md", "forgetting_curves.png", "accuracy_matrices.png"):
@@ -290,7 +286,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(tiny_model_
     assert again["summary"] == saved["summary"]
 
 
-def test_replay_buffers_keep_the_memory_budget_per_past_task(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path, monkeypatch):
+def test_replay_buffers_keep_the_memory_budget_per_past_task(sequence_config, tmp_path, monkeypatch):
     from avalanche.training.plugins import ReplayPlugin
 
     sizes = []
@@ -301,8 +297,7 @@ def test_replay_buffers_keep_the_memory_budget_per_past_task(tiny_model_dirs, ti
         return original(self, strategy, *args, **kwargs)
 
     monkeypatch.setattr(ReplayPlugin, "before_training_exp", spy)
-    cfg = sequence_config(
-        tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "run",
+    cfg = sequence_config(tmp_path / "run",
         "continual.strategies=[random_replay,herding_replay,distilled_replay,distilled_text_replay]",
         "continual.scenarios=[class]", "continual.seeds=[0]",
     )
@@ -322,9 +317,9 @@ def test_replay_buffers_keep_the_memory_budget_per_past_task(tiny_model_dirs, ti
         ("continual.memory_per_task=4", "does not split evenly over the 3 classes of topics"),
     ],
 )
-def test_bad_configs_fail_before_any_training(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path, override, message):
+def test_bad_configs_fail_before_any_training(sequence_config, tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
-        run_sequence(sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "run", override))
+        run_sequence(sequence_config(tmp_path / "run", override))
     assert not (tmp_path / "run" / "runs").exists()
 
 
@@ -341,10 +336,10 @@ def test_every_sequence_config_names_known_tasks_and_a_run_folder(sequence):
     assert job.distill.params == "last_n_layers" and job.distill.n_layers == job.continual.trainable_layers
 
 
-def test_a_strategy_run_is_reproducible_from_its_seed(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
+def test_a_strategy_run_is_reproducible_from_its_seed(sequence_config, tmp_path):
     overrides = ("continual.strategies=[random_replay]", "continual.scenarios=[class]", "continual.seeds=[3]")
-    first = run_sequence(sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "a", *overrides))
-    second = run_sequence(sequence_config(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "b", *overrides))
+    first = run_sequence(sequence_config(tmp_path / "a", *overrides))
+    second = run_sequence(sequence_config(tmp_path / "b", *overrides))
     assert len(first["runs"]) == len(second["runs"]) == 1
     for a, b in zip(first["runs"], second["runs"]):
         assert a["accuracy_matrix"] == b["accuracy_matrix"] and a["curve"] == b["curve"] and a["memory_fit"] == b["memory_fit"]

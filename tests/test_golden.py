@@ -42,16 +42,8 @@ def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode) -> dict:
     }
 
 
-def sequence_outcome(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, out) -> dict:
-    cfg = compose("run", [
-        f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
-        f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
-        "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0]",
-        "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
-        "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
-        "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "threads=1", f"out={out}",
-    ])
-    results = run_sequence(cfg)
+def sequence_outcome(overrides: list[str]) -> dict:
+    results = run_sequence(compose("run", overrides))
     keep = ("strategy", "scenario", "seed", "initial_accuracy", "accuracy_matrix", "avalanche", "curve", "memory_fit")
     return {"runs": [{k: run[k] for k in keep} for run in results["runs"]]}
 
@@ -71,5 +63,5 @@ def test_a_tiny_distillation_gives_the_recorded_metrics(tiny_model_dirs, tiny_ta
     check(mode, distill_outcome(tiny_model_dirs, tiny_task_dir, tmp_path / "run", mode))
 
 
-def test_a_tiny_sequence_gives_the_recorded_accuracies(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
-    check("sequence", sequence_outcome(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path / "run"))
+def test_a_tiny_sequence_gives_the_recorded_accuracies(tiny_sequence_overrides, tmp_path):
+    check("sequence", sequence_outcome(tiny_sequence_overrides(tmp_path / "run", seeds="[0]")))

@@ -26,14 +26,6 @@ def test_a_tiny_distillation_runs_on_cuda(tiny_model_dirs, tiny_task_dir, tmp_pa
     assert set(loaded.metrics["learned"]) == {"distilled", "decoded", "random", "kcenters", "herding", "full"}
 
 
-def test_a_tiny_sequence_runs_on_cuda(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir, tmp_path):
-    job = compose("run", [
-        f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
-        f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
-        "distill.real_batch_size=8", "continual.memory_per_task=6", "continual.seeds=[0]",
-        "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
-        "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
-        "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "device=cuda", f"out={tmp_path}",
-    ])
-    results = run_sequence(job)
+def test_a_tiny_sequence_runs_on_cuda(tiny_sequence_overrides, tmp_path):
+    results = run_sequence(compose("run", [*tiny_sequence_overrides(tmp_path, seeds="[0]"), "device=cuda"]))
     assert len(results["runs"]) == 2 * 7
