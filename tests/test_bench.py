@@ -69,8 +69,8 @@ def test_the_command_names_the_experiments_when_called_wrongly(tiny_model_dirs, 
 
 
 def test_distilled_sets_are_cached_by_config_and_the_ledger_says_so(tiny_model_dirs, tiny_task_dir):
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir)
-    data = common.task_data(cfg, cfg.bench.tasks[0])
+    job = bench_config(tiny_model_dirs, tiny_task_dir)
+    data = common.task_data(job, job.bench.tasks[0])
     common.LEDGER.clear()
     first = common.distilled(data, ipc=1, outer_steps=2, seed=0)
     again = common.distilled(data, ipc=1, outer_steps=2, seed=0)
@@ -83,9 +83,9 @@ def test_distilled_sets_are_cached_by_config_and_the_ledger_says_so(tiny_model_d
 
 def test_scaling_runs_every_k_writes_its_results_file_and_one_plot_per_task(tiny_model_dirs, tiny_task_dir, tmp_path):
     task = f"{{name: tiny, path: {tiny_task_dir}}}"
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir, f"bench.scaling.tasks=[{task}]", "bench.scaling.ks=[1,2]",
+    job = bench_config(tiny_model_dirs, tiny_task_dir, f"bench.scaling.tasks=[{task}]", "bench.scaling.ks=[1,2]",
                        "bench.scaling.outer_steps=2", f"results_dir={tmp_path}")
-    results = run_experiment("scaling", cfg, "python -m condense.bench scaling")
+    results = run_experiment("scaling", job, "python -m condense.bench scaling")
     saved = json.loads((tmp_path / "bench_scaling.json").read_text())
     assert saved["experiment"] == "scaling" and saved["preset"] == "default" and saved["seconds"] > 0
     assert saved["distillation"]["distilled_now"] + saved["distillation"]["reused"] == 2  # one set per k
@@ -111,9 +111,9 @@ def test_scaling_runs_every_k_writes_its_results_file_and_one_plot_per_task(tiny
 
 
 def test_ablations_cover_every_factor_and_separate_the_label_effect(tiny_model_dirs, tiny_task_dir, tmp_path):
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir, "bench.ablations.encoder_outer_steps=1", "bench.ablations.encoder_n_inits=1",
+    job = bench_config(tiny_model_dirs, tiny_task_dir, "bench.ablations.encoder_outer_steps=1", "bench.ablations.encoder_n_inits=1",
                        f"results_dir={tmp_path}")
-    results = run_experiment("ablations", cfg, "python -m condense.bench ablations")
+    results = run_experiment("ablations", job, "python -m condense.bench ablations")
     tiny = results["tasks"]["tiny"]
     factors = ablations_report.FACTORS
     assert {factor: set(choices) for factor, choices in tiny["factors"].items()} == {
@@ -154,9 +154,9 @@ def test_bag_of_words_fits_soft_labels_and_reads_the_words():
 
 
 def test_transfer_trains_every_set_with_every_recipe(tiny_model_dirs, tiny_task_dir, tmp_path):
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir, "bench.transfer.finetune_inits=1", f"results_dir={tmp_path}",
+    job = bench_config(tiny_model_dirs, tiny_task_dir, "bench.transfer.finetune_inits=1", f"results_dir={tmp_path}",
                        "results_name=bench_transfer_tiny")
-    results = run_experiment("transfer", cfg, "python -m condense.bench transfer")
+    results = run_experiment("transfer", job, "python -m condense.bench transfer")
     assert json.loads((tmp_path / "bench_transfer_tiny.json").read_text())["name"] == "bench_transfer_tiny"
     summary = results["tasks"]["tiny"]["summary"]
     recipes = transfer_report.RECIPES
@@ -178,9 +178,9 @@ def test_transfer_trains_every_set_with_every_recipe(tiny_model_dirs, tiny_task_
 
 
 def test_a_converged_head_on_a_set_is_the_one_head_trainer_on_its_frozen_features(tiny_model_dirs, tiny_task_dir):
-    cfg = bench_config(tiny_model_dirs, tiny_task_dir)
-    data = common.task_data(cfg, cfg.bench.tasks[0])
-    train = common.training_form(data, common.studied_set(cfg, data, 0), "embedding")
+    job = bench_config(tiny_model_dirs, tiny_task_dir)
+    data = common.task_data(job, job.bench.tasks[0])
+    train = common.training_form(data, common.studied_set(job, data, 0), "embedding")
     with torch.no_grad():
         features = encode(data.encoder, train.attention_mask, **train.inputs())
     heads = [train_head(features, train.soft_labels, seed=10 + i, steps=300, lr=1e-2, weight_decay=1e-4, optimizer="adam")

@@ -205,13 +205,13 @@ def test_paired_difference_pairs_by_ordering_and_zero_shot_with_every_ordering()
 def test_prompting_experiment_runs_end_to_end_and_reports_every_condition(
     tiny_model_dirs, tiny_task_dir, tiny_causal_lm_dir, tmp_path
 ):
-    cfg = compose("bench", [
+    job = compose("bench", [
         f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "threads=1", "report=false", "device=cpu",  # pinned numbers
         f"results_dir={tmp_path}", f"bench.prompting.tasks=[{{name: tiny, path: {tiny_task_dir}}}]",
         f"bench.prompting.model={tiny_causal_lm_dir}",
         "bench.outer_steps=2", "bench.prompting.test_examples=6", "bench.prompting.orderings=2", "bench.seeds=[0]",
     ])
-    results = run_experiment("prompting", cfg, "python -m condense.bench prompting")
+    results = run_experiment("prompting", job, "python -m condense.bench prompting")
     saved = json.loads((tmp_path / "bench_prompting.json").read_text())
     tiny = saved["tasks"]["tiny"]
     assert tiny["test_examples"] == 6 and tiny["label_words"] == ["business", "sports", "tech"]

@@ -63,7 +63,7 @@ def test_nearest_neighbours_are_sorted_by_cosine_similarity():
 def test_a_training_text_finds_itself_as_nearest_neighbour_with_cosine_one(tiny_bench_cfg):
     data = task_data(tiny_bench_cfg, tiny_bench_cfg.bench.tasks[0])
     text = data.task.train["text"][5]
-    query = text_features(data.encoder, [text], data.cfg.task.max_length)
+    query = text_features(data.encoder, [text], data.job.task.max_length)
     similarities, indices = nearest_neighbours(query, data.train_features, k=3)
     assert data.task.train["text"][int(indices[0, 0])] == text
     assert float(similarities[0, 0]) == pytest.approx(1.0, abs=1e-5)
@@ -103,7 +103,7 @@ def test_run_and_report_show_every_distilled_example_with_soft_label_neighbours_
     assert task["token_budget"] == 30  # distill.seq_len 32 less [CLS] and [SEP]
     for example in examples:
         assert sum(example["soft_label"].values()) == pytest.approx(1.0, abs=1e-4)
-        features = text_features(data.encoder, [example["text"]], data.cfg.task.max_length)
+        features = text_features(data.encoder, [example["text"]], data.job.task.max_length)
         label = torch.tensor([task["label_names"].index(example["class"])])
         confidence, predicted = probe_outputs(heads, features, label)
         assert example["confidence"]["n"] == 2

@@ -1,6 +1,6 @@
 """The analysis suite: one experiment each, run by ``python -m condense.bench <experiment>``.
 
-Every experiment is two modules. ``<experiment>.py`` runs it: ``run(cfg) -> dict``, the results, JSON-ready.
+Every experiment is two modules. ``<experiment>.py`` runs it: ``run(job) -> dict``, the results, JSON-ready.
 ``<experiment>_report.py`` reads those results back: ``report(results, figures) -> list[str]``, the Markdown section
 of ``docs/results.md``, drawing its plots into ``figures``. A report module imports no model, data or distillation
 code, so the docs regenerate from results files alone; the names that key a results file (sets, recipes, factors)
@@ -29,7 +29,7 @@ def _checked(name: str) -> str:
 
 
 def runner(name: str) -> Callable[..., dict]:
-    """``run(cfg)`` of experiment ``name``."""
+    """``run(job)`` of experiment ``name``."""
     return import_module(f"condense.bench.{_checked(name)}").run
 
 

@@ -36,14 +36,14 @@ from condense.schema import BenchJob
 log = logging.getLogger(__name__)
 
 
-def variant_overrides(cfg: BenchJob, choice: dict | str, seed: int) -> tuple[dict, int]:
+def variant_overrides(job: BenchJob, choice: dict | str, seed: int) -> tuple[dict, int]:
     """Distill overrides of one variant and how many fresh models evaluate it."""
-    common = {"ipc": cfg.bench.ipc, "seed": seed}
+    common = {"ipc": job.bench.ipc, "seed": seed}
     if choice == BASE:
-        return {**common, "outer_steps": cfg.bench.outer_steps}, cfg.bench.n_inits
+        return {**common, "outer_steps": job.bench.outer_steps}, job.bench.n_inits
     if isinstance(choice, str):  # a distill preset whose inner loop trains encoder weights
-        return {**preset("distill", choice), **common, "outer_steps": cfg.bench.ablations.encoder_outer_steps}, cfg.bench.ablations.encoder_n_inits
-    return {**common, "outer_steps": cfg.bench.outer_steps, **choice}, cfg.bench.n_inits
+        return {**preset("distill", choice), **common, "outer_steps": job.bench.ablations.encoder_outer_steps}, job.bench.ablations.encoder_n_inits
+    return {**common, "outer_steps": job.bench.outer_steps, **choice}, job.bench.n_inits
 
 
 def evaluate_variant(data: TaskData, overrides: dict, n_inits: int) -> dict:
@@ -56,20 +56,20 @@ def evaluate_variant(data: TaskData, overrides: dict, n_inits: int) -> dict:
     }
 
 
-def label_only(cfg: BenchJob, data: TaskData, seed: int) -> dict:
+def label_only(job: BenchJob, data: TaskData, seed: int) -> dict:
     """A random real subset of the studied set's size under three label treatments, all with its learned lrs."""
-    base = studied_set(cfg, data, seed)
-    chosen = torch.from_numpy(select_coreset("random", data.train_features, data.train_labels, cfg.bench.ipc, seed))
+    base = studied_set(job, data, seed)
+    chosen = torch.from_numpy(select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed))
     texts = [data.task.train["text"][i] for i in chosen.tolist()]
     labels = data.train_labels[chosen]
     # select_coreset groups its picks by class in class order, as the distilled set is: row i of either is the
     # same class, so the distilled set's learned labels transfer row by row.
     if not torch.equal(labels, base.labels):
         raise RuntimeError("the random subset and the distilled set order their classes differently")
-    config = distill_settings(data, **variant_overrides(cfg, BASE, seed)[0]).distill
-    start = real_examples_set(data.encoder, texts, labels, data.task.label_names, data.cfg.task.max_length)
+    config = distill_settings(data, **variant_overrides(job, BASE, seed)[0]).distill
+    start = real_examples_set(data.encoder, texts, labels, data.task.label_names, data.job.task.max_length)
     own = learn_labels(data.encoder, data.real(config), start, config)
-    n_inits = cfg.bench.n_inits
+    n_inits = job.bench.n_inits
     hard = F.one_hot(labels, data.task.num_classes).float()
     return {
         HARD: learned_accuracy(data, text_form(data, texts, hard), base.inner, n_inits),
@@ -78,14 +78,14 @@ def label_only(cfg: BenchJob, data: TaskData, seed: int) -> dict:
     }
 
 
-def run(cfg: BenchJob) -> dict:
-    jobs = [(entry, factor, choice, seed) for entry in cfg.bench.tasks for factor, choices in FACTORS.items()
-            for choice in choices for seed in cfg.bench.seeds]
+def run(job: BenchJob) -> dict:
+    jobs = [(entry, factor, choice, seed) for entry in job.bench.tasks for factor, choices in FACTORS.items()
+            for choice in choices for seed in job.bench.seeds]
     per_task: dict[str, dict] = {}
     evaluated: dict[tuple, dict] = {}  # the base appears under every factor; evaluate it once
     for entry, factor, choice, seed in tqdm(jobs, desc="ablations: (task, variant, seed)"):
-        data = task_data(cfg, entry)
-        overrides, n_inits = variant_overrides(cfg, FACTORS[factor][choice], seed)
+        data = task_data(job, entry)
+        overrides, n_inits = variant_overrides(job, FACTORS[factor][choice], seed)
         key = (data.name, str(sorted(overrides.items())))
         if key not in evaluated:
             evaluated[key] = evaluate_variant(data, overrides, n_inits)
@@ -94,9 +94,9 @@ def run(cfg: BenchJob) -> dict:
         variants = per_task.setdefault(data.name, {"factors": {}, "label_only": {}})["factors"]
         variants.setdefault(factor, {}).setdefault(choice, {"overrides": overrides, "runs": []})["runs"].append(
             {"seed": seed, **evaluated[key]})
-    for entry in cfg.bench.tasks:
-        data = task_data(cfg, entry)
-        runs = [label_only(cfg, data, seed) for seed in cfg.bench.seeds]
+    for entry in job.bench.tasks:
+        data = task_data(job, entry)
+        runs = [label_only(job, data, seed) for seed in job.bench.seeds]
         per_task[data.name]["label_only"] = {name: pooled([r[name] for r in runs]) for name in runs[0]}
         for choices in per_task[data.name]["factors"].values():
             for result in choices.values():

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 class TaskData:
     """One task and what every experiment on it reuses."""
 
-    cfg: DistillJob  # the single-task job: task, model, distill, eval, runtime (as ``python -m condense.distill``)
+    job: DistillJob  # the single-task job: task, model, distill, eval, runtime (as ``python -m condense.distill``)
     task: Task
     encoder: Encoder
     train_labels: torch.Tensor
@@ -56,7 +56,7 @@ class TaskData:
         return self.task.name
 
     def real(self, config: DistillConfig) -> RealData:
-        return real_data(self.encoder, self.task, self.train_labels, self.train_features, self.cfg.task.max_length, config)
+        return real_data(self.encoder, self.task, self.train_labels, self.train_features, self.job.task.max_length, config)
 
 
 _LOADED: dict[str, TaskData] = {}
@@ -89,11 +89,11 @@ def _encoder(job: DistillJob) -> Encoder:
 
 def distill_settings(data: TaskData, **overrides) -> DistillJob:
     """The task's single-task job with ``overrides`` on its distill group and ``out`` at the cached set's folder."""
-    distill = dataclasses.replace(data.cfg.distill, **overrides)
+    distill = dataclasses.replace(data.job.distill, **overrides)
     validate(distill, "distill")
-    groups = {"task": data.cfg.task, "model": data.cfg.model, "distill": distill}
+    groups = {"task": data.job.task, "model": data.job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}")
-    return dataclasses.replace(data.cfg, distill=distill, out=str(out))
+    return dataclasses.replace(data.job, distill=distill, out=str(out))
 
 
 # Every set an experiment asked for, and whether it came from the cache: a run that reuses sets is faster than a
@@ -138,23 +138,23 @@ def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[
     )
 
 
-def studied_set(cfg: BenchJob, data: TaskData, seed: int) -> DistilledSet:
+def studied_set(job: BenchJob, data: TaskData, seed: int) -> DistilledSet:
     """The set the experiments other than scaling study: ``bench.ipc`` per class, ``bench.outer_steps`` steps."""
-    return distilled(data, ipc=cfg.bench.ipc, outer_steps=cfg.bench.outer_steps, seed=seed)
+    return distilled(data, ipc=job.bench.ipc, outer_steps=job.bench.outer_steps, seed=seed)
 
 
 def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor, seq_len: int = 0) -> TrainingSet:
     """``texts`` re-tokenised, as any user of decoded or real text would train on them."""
-    tokens = tokenize(data.encoder, texts, max(data.cfg.task.max_length, seq_len))
+    tokens = tokenize(data.encoder, texts, max(data.job.task.max_length, seq_len))
     return TrainingSet(tokens["attention_mask"], soft_labels, input_ids=tokens["input_ids"])
 
 
 def training_form(data: TaskData, distilled_set_: DistilledSet, form: str) -> TrainingSet:
     """The set as models train on it: its embeddings, or its decoded text re-tokenised with the task's tokenizer."""
-    return distilled_set_.training_set(form, data.encoder.tokenizer, data.cfg.task.max_length)
+    return distilled_set_.training_set(form, data.encoder.tokenizer, data.job.task.max_length)
 
 
 def learned_accuracy(data: TaskData, train: TrainingSet, inner: InnerProtocol, n_inits: int) -> dict:
     """Test accuracy under a distilled set's inner protocol, over ``n_inits`` fresh models."""
-    return learned_protocol(data.encoder, train, data.test, inner, n_inits=n_inits, seed=data.cfg.eval.seed)
+    return learned_protocol(data.encoder, train, data.test, inner, n_inits=n_inits, seed=data.job.eval.seed)
 

@@ -43,18 +43,18 @@ from condense.schema import BenchJob, FinetuneRecipe
 log = logging.getLogger(__name__)
 
 
-def run(cfg: BenchJob) -> dict:
-    """Both regimes on every task of ``cfg.bench.tasks``, for the studied set of each seed of ``cfg.bench.seeds``."""
+def run(job: BenchJob) -> dict:
+    """Both regimes on every task of ``job.bench.tasks``, for the studied set of each seed of ``job.bench.seeds``."""
     tasks = {}
-    for entry in cfg.bench.tasks:
-        data = task_data(cfg, entry)
-        tasks[data.name] = task_compute(cfg, data)
+    for entry in job.bench.tasks:
+        data = task_data(job, entry)
+        tasks[data.name] = task_compute(job, data)
     return {"tasks": tasks}
 
 
-def task_compute(cfg: BenchJob, data: TaskData) -> dict:
-    compute = cfg.bench.compute
-    sets = [studied_set(cfg, data, seed) for seed in cfg.bench.seeds]
+def task_compute(job: BenchJob, data: TaskData) -> dict:
+    compute = job.bench.compute
+    sets = [studied_set(job, data, seed) for seed in job.bench.seeds]
     for distilled in sets:
         if distilled.inner.params != "head":
             raise ValueError(
@@ -62,12 +62,12 @@ def task_compute(cfg: BenchJob, data: TaskData) -> dict:
                 f"{distilled.meta['inner']['params']!r} (run it with distill=head)"
             )
     texts = list(data.task.train["text"])
-    recipe = data.cfg.eval.finetune.recipe
-    eval_seed = data.cfg.eval.seed
+    recipe = data.job.eval.finetune.recipe
+    eval_seed = data.job.eval.seed
     log.info("%s: head regime", data.name)
     head = {
-        "distilled": distilled_head(data, sets, "embedding", cfg.bench.n_inits, eval_seed),
-        "decoded": distilled_head(data, sets, "text", cfg.bench.n_inits, eval_seed),
+        "distilled": distilled_head(data, sets, "embedding", job.bench.n_inits, eval_seed),
+        "decoded": distilled_head(data, sets, "text", job.bench.n_inits, eval_seed),
         "full_raw_text": [
             head_stream(data, texts, seed, compute.head_max_examples, compute.head_batch_size, compute.head_lr,
                         compute.eval_points, encode_on_the_clock=True)
@@ -84,7 +84,7 @@ def task_compute(cfg: BenchJob, data: TaskData) -> dict:
     with torch.no_grad():
         pretrained_test_features = encode_tokens(data.encoder, data.test.tokens)
     finetuned = {
-        "distilled": distilled_finetune(data, sets, recipe, data.cfg.eval.finetune.n_inits, eval_seed),
+        "distilled": distilled_finetune(data, sets, recipe, data.job.eval.finetune.n_inits, eval_seed),
         "full_raw_text": [
             finetune_stream(data, texts, seed, compute.finetune_max_examples, recipe, compute.finetune_eval_points,
                             pretrained_test_features)
@@ -193,5 +193,5 @@ def train_encoding_seconds(data: TaskData, texts: list[str], sample: int | None)
     extrapolated from a fixed random sample of ``sample`` texts (all when None)."""
     keep = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))[:sample].tolist()
     started = time.perf_counter()
-    encode_tokens(data.encoder, tokenize(data.encoder, [texts[i] for i in keep], data.cfg.task.max_length))
+    encode_tokens(data.encoder, tokenize(data.encoder, [texts[i] for i in keep], data.job.task.max_length))
     return (time.perf_counter() - started) * len(texts) / len(keep)

@@ -76,7 +76,7 @@ def head_stream(
 
     def train_step(index: torch.Tensor) -> None:
         if encode_on_the_clock:
-            tokens = tokenize(encoder, [texts[i] for i in index.tolist()], data.cfg.task.max_length)
+            tokens = tokenize(encoder, [texts[i] for i in index.tolist()], data.job.task.max_length)
             with torch.no_grad():
                 features = encode(encoder, tokens["attention_mask"], input_ids=tokens["input_ids"])
         else:
@@ -105,7 +105,7 @@ def finetune_stream(
     head = {k: v for k, v in params.items() if k.startswith("head.")}
 
     def train_step(index: torch.Tensor) -> None:
-        tokens = tokenize(encoder, [texts[i] for i in index.tolist()], data.cfg.task.max_length)
+        tokens = tokenize(encoder, [texts[i] for i in index.tolist()], data.job.task.max_length)
         logits = classify(encoder, tokens["attention_mask"], params, input_ids=tokens["input_ids"])
         loss = F.cross_entropy(logits, data.train_labels[index])
         optimizer.zero_grad()

@@ -59,12 +59,12 @@ def random_examples(data: TaskData, per_class: list[int], ordering: int) -> list
     return shuffled(list(zip(texts, data.train_labels[chosen].tolist())), generator)
 
 
-def prompt_examples(cfg: BenchJob, data: TaskData) -> list[tuple[str, int, list[tuple[str, int]]]]:
+def prompt_examples(job: BenchJob, data: TaskData) -> list[tuple[str, int, list[tuple[str, int]]]]:
     """Every run's ``(condition, ordering, examples)``: zero-shot once, then a distilled and a random prompt per
     ordering; ordering o studies the set of distillation seed ``bench.seeds[o % len(bench.seeds)]``."""
-    seeds = cfg.bench.seeds
-    orderings = range(cfg.bench.prompting.orderings)
-    sets = {seed: studied_set(cfg, data, seed) for seed in dict.fromkeys(seeds[o % len(seeds)] for o in orderings)}
+    seeds = job.bench.seeds
+    orderings = range(job.bench.prompting.orderings)
+    sets = {seed: studied_set(job, data, seed) for seed in dict.fromkeys(seeds[o % len(seeds)] for o in orderings)}
     jobs = [("none", 0, [])]
     for ordering in orderings:
         studied = sets[seeds[ordering % len(seeds)]]
@@ -74,9 +74,9 @@ def prompt_examples(cfg: BenchJob, data: TaskData) -> list[tuple[str, int, list[
     return jobs
 
 
-def prompt_runs(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
+def prompt_runs(job: BenchJob, data: TaskData, model, tokenizer) -> dict:
     """Accuracy, prompt length and prompt text of every run on one task: {condition: [run per ordering]}."""
-    settings = cfg.bench.prompting
+    settings = job.bench.prompting
     words = label_words(data.task.label_names)
     line = instruction(words)
     rows = fixed_subsample(len(data.task.test), settings.test_examples).tolist()
@@ -84,7 +84,7 @@ def prompt_runs(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
     queries = [render_query(truncate(tokenizer, text, settings.max_query_tokens)) for text in test["text"]]
     labels = torch.tensor(test["label"])
     runs: dict[str, list[dict]] = {name: [] for name in CONDITIONS}
-    bar = tqdm(prompt_examples(cfg, data), desc=f"prompting {data.name}: {len(queries)} test examples per prompt")
+    bar = tqdm(prompt_examples(job, data), desc=f"prompting {data.name}: {len(queries)} test examples per prompt")
     for condition, ordering, examples in bar:
         prompt = prompt_prefix(line, [(truncate(tokenizer, text, settings.max_example_tokens), words[label])
                                       for text, label in examples])
@@ -114,8 +114,8 @@ def verdict(difference: dict) -> str:
     return "distilled" if difference["mean"] > 0 else "random"
 
 
-def task_results(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
-    measured = prompt_runs(cfg, data, model, tokenizer)
+def task_results(job: BenchJob, data: TaskData, model, tokenizer) -> dict:
+    measured = prompt_runs(job, data, model, tokenizer)
     runs, n = measured["runs"], measured["test_examples"]
     conditions = {}
     for name in CONDITIONS:
@@ -143,12 +143,12 @@ def task_results(cfg: BenchJob, data: TaskData, model, tokenizer) -> dict:
     }
 
 
-def run(cfg: BenchJob) -> dict:
-    settings = cfg.bench.prompting
-    model, tokenizer = load_causal_lm(settings.model, resolve_device(cfg.device))
+def run(job: BenchJob) -> dict:
+    settings = job.bench.prompting
+    model, tokenizer = load_causal_lm(settings.model, resolve_device(job.device))
     tasks = {}
     for entry in settings.tasks:
-        data = task_data(cfg, entry)
-        tasks[data.name] = task_results(cfg, data, model, tokenizer)
+        data = task_data(job, entry)
+        tasks[data.name] = task_results(job, data, model, tokenizer)
     return {"model": settings.model, "orderings": settings.orderings, "tasks": tasks}
 

@@ -139,7 +139,7 @@ def _decoded(data: TaskData, ids: list[int]) -> str:
 def token_budget(data: TaskData) -> int:
     """Content tokens of a distilled example: the set's ``seq_len`` less the special tokens around the text."""
     prefix, suffix = data.encoder.special_tokens()
-    return data.cfg.distill.seq_len - len(prefix) - len(suffix)
+    return data.job.distill.seq_len - len(prefix) - len(suffix)
 
 
 def study_set(
@@ -150,7 +150,7 @@ def study_set(
     if distilled.texts is None:
         raise ValueError(f"the studied set of {data.name} has no decoded texts to study")
     texts = distilled.texts
-    features = text_features(data.encoder, texts, data.cfg.task.max_length, f"{data.name} decoded distilled texts")
+    features = text_features(data.encoder, texts, data.job.task.max_length, f"{data.name} decoded distilled texts")
     confidence, predicted = probe_outputs(heads, features, distilled.labels)
     similarities, indices = nearest_neighbours(features, data.train_features, n_neighbours)
     neighbour_labels = data.train_labels[indices]
@@ -194,7 +194,7 @@ def real_comparison(
     windows = {label: real_windows(data, label, per_class, length, generator) for label in range(len(names))}
     texts = [text for label in windows for text in windows[label]]
     labels = torch.tensor([label for label in windows for _ in windows[label]], device=data.encoder.device)
-    features = text_features(data.encoder, texts, data.cfg.task.max_length, f"{data.name} real windows")
+    features = text_features(data.encoder, texts, data.job.task.max_length, f"{data.name} real windows")
     confidence, predicted = probe_outputs(heads, features, labels)
     stats = [token_statistics(data.encoder.tokenizer.tokenize(text)) for text in texts]
 
@@ -227,22 +227,22 @@ def distilled_summary(examples: list[dict]) -> dict:
     }
 
 
-def study_task(cfg: BenchJob, data: TaskData) -> dict:
+def study_task(job: BenchJob, data: TaskData) -> dict:
     """Every distilled example of the task's studied sets (one per ``bench.seeds``), and real text to compare."""
-    settings = cfg.bench.qualitative
-    heads = probe_heads(data, settings.probe_inits, cfg.eval.seed)
+    settings = job.bench.qualitative
+    heads = probe_heads(data, settings.probe_inits, job.eval.seed)
     test_accuracy = [head_accuracy(head, data.test.features, data.test.labels) for head in heads]
     length = token_budget(data)
     seeds = {}
-    for seed in cfg.bench.seeds:
+    for seed in job.bench.seeds:
         log.info("%s: studying the distilled set of seed %d", data.name, seed)
-        seeds[str(seed)] = study_set(data, studied_set(cfg, data, seed), heads, settings.neighbours)
+        seeds[str(seed)] = study_set(data, studied_set(job, data, seed), heads, settings.neighbours)
     every_example = [e for examples in seeds.values() for e in examples]
-    real = real_comparison(data, heads, settings.real_sample, length, cfg.eval.seed)
+    real = real_comparison(data, heads, settings.real_sample, length, job.eval.seed)
     return {
         "label_names": list(data.task.label_names),
         "token_budget": length,
-        "probe": {"inits": settings.probe_inits, "seed": cfg.eval.seed, "test_accuracy": summarize_values(test_accuracy)},
+        "probe": {"inits": settings.probe_inits, "seed": job.eval.seed, "test_accuracy": summarize_values(test_accuracy)},
         "seeds": seeds,
         "classes": {
             name: {
@@ -255,10 +255,10 @@ def study_task(cfg: BenchJob, data: TaskData) -> dict:
     }
 
 
-def run(cfg: BenchJob) -> dict:
+def run(job: BenchJob) -> dict:
     tasks = {}
-    for entry in cfg.bench.tasks:
-        data = task_data(cfg, entry)
-        tasks[data.name] = study_task(cfg, data)
+    for entry in job.bench.tasks:
+        data = task_data(job, entry)
+        tasks[data.name] = study_task(job, data)
     return {"tasks": tasks}
 

@@ -20,16 +20,16 @@ from condense.schema import BenchJob
 log = logging.getLogger(__name__)
 
 
-def run(cfg: BenchJob) -> dict:
-    settings = cfg.bench.scaling
+def run(job: BenchJob) -> dict:
+    settings = job.bench.scaling
     jobs = [(entry, k, seed) for entry in settings.tasks for k in settings.ks for seed in settings.seeds]
     per_task: dict[str, dict] = {}
     for entry, k, seed in tqdm(jobs, desc="scaling: (task, k, seed)"):
-        data = task_data(cfg, entry)
+        data = task_data(job, entry)
         result = per_task.setdefault(data.name, {"label_names": data.task.label_names, "train_examples": len(data.train_labels),
                                                  "test_examples": len(data.test.labels), "ks": {}})
         distilled_set = distilled(data, ipc=k, outer_steps=settings.outer_steps, seed=seed)
-        metrics = evaluate_sets(data, distilled_set, list(settings.baselines), cfg.bench.n_inits)
+        metrics = evaluate_sets(data, distilled_set, list(settings.baselines), job.bench.n_inits)
         runs = result["ks"].setdefault(str(k), {"runs": []})["runs"]
         runs.append({"seed": seed, "learned": metrics["learned"], "distill_seconds": distilled_set.progress.seconds})
         result["full"] = metrics["learned"]["full"]

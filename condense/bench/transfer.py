@@ -65,12 +65,12 @@ def bag_of_words_accuracy(texts: list[str], soft_labels: torch.Tensor, test_text
     return float((predictions == test_labels).mean())
 
 
-def transfer_runs(cfg: BenchJob, data: TaskData, seed: int) -> dict[str, dict[str, dict]]:
+def transfer_runs(job: BenchJob, data: TaskData, seed: int) -> dict[str, dict[str, dict]]:
     """Accuracy of every recipe on every set, for one distillation seed: {set: {recipe: summary}}."""
-    n_inits, finetune_inits = cfg.bench.n_inits, cfg.bench.transfer.finetune_inits
-    studied = studied_set(cfg, data, seed)
-    embeddings = distilled(data, ipc=cfg.bench.ipc, outer_steps=cfg.bench.outer_steps, seed=seed, projection="none")
-    chosen = select_coreset("random", data.train_features, data.train_labels, cfg.bench.ipc, seed).tolist()
+    n_inits, finetune_inits = job.bench.n_inits, job.bench.transfer.finetune_inits
+    studied = studied_set(job, data, seed)
+    embeddings = distilled(data, ipc=job.bench.ipc, outer_steps=job.bench.outer_steps, seed=seed, projection="none")
+    chosen = select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed).tolist()
     random_texts = [data.task.train["text"][i] for i in chosen]
     hard = F.one_hot(data.train_labels[chosen], data.task.num_classes).float()
     sets = {
@@ -78,15 +78,15 @@ def transfer_runs(cfg: BenchJob, data: TaskData, seed: int) -> dict[str, dict[st
         "random real": (text_form(data, random_texts, hard), studied),
         "continuous embeddings": (training_form(data, embeddings, "embedding"), embeddings),
     }
-    recipe = data.cfg.eval.finetune.recipe
+    recipe = data.job.eval.finetune.recipe
     recipes = {
         RECIPES[0]: lambda train, source: learned_accuracy(data, train, source.inner, n_inits),
-        RECIPES[1]: lambda train, source: head_to_convergence(data, train, n_inits, data.cfg.eval.seed),
+        RECIPES[1]: lambda train, source: head_to_convergence(data, train, n_inits, data.job.eval.seed),
         RECIPES[2]: lambda train, source: finetune_protocol(
             data.encoder, train, data.test, dataclasses.replace(recipe, params="last_n_layers", n_layers=1),
-            n_inits=finetune_inits, seed=data.cfg.eval.seed),
+            n_inits=finetune_inits, seed=data.job.eval.seed),
         RECIPES[3]: lambda train, source: finetune_protocol(
-            data.encoder, train, data.test, recipe, n_inits=finetune_inits, seed=data.cfg.eval.seed),
+            data.encoder, train, data.test, recipe, n_inits=finetune_inits, seed=data.job.eval.seed),
     }
     results: dict[str, dict[str, dict]] = {name: {} for name in sets}
     for set_name, (train, source) in sets.items():
@@ -97,7 +97,7 @@ def transfer_runs(cfg: BenchJob, data: TaskData, seed: int) -> dict[str, dict[st
     test_texts, test_labels = data.task.test["text"], np.asarray(data.task.test["label"])
     results["decoded text"][BAG_OF_WORDS] = summarize_values([bag_of_words_accuracy(studied.texts, studied.soft_labels, test_texts, test_labels)])
     # One random subset per fresh model: a bag-of-words fit is deterministic, so its spread is the subsets'.
-    random_draws = [select_coreset("random", data.train_features, data.train_labels, cfg.bench.ipc, seed * 1000 + draw).tolist()
+    random_draws = [select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed * 1000 + draw).tolist()
                     for draw in range(n_inits)]
     results["random real"][BAG_OF_WORDS] = summarize_values([
         bag_of_words_accuracy([data.task.train["text"][i] for i in draw],
@@ -107,13 +107,13 @@ def transfer_runs(cfg: BenchJob, data: TaskData, seed: int) -> dict[str, dict[st
     return results
 
 
-def run(cfg: BenchJob) -> dict:
+def run(job: BenchJob) -> dict:
     per_task: dict[str, dict] = {}
-    jobs = [(entry, seed) for entry in cfg.bench.tasks for seed in cfg.bench.seeds]
+    jobs = [(entry, seed) for entry in job.bench.tasks for seed in job.bench.seeds]
     runs: dict[str, list[dict]] = {}
     for entry, seed in tqdm(jobs, desc="transfer: (task, seed)"):
-        data = task_data(cfg, entry)
-        runs.setdefault(data.name, []).append(transfer_runs(cfg, data, seed))
+        data = task_data(job, entry)
+        runs.setdefault(data.name, []).append(transfer_runs(job, data, seed))
     for task, task_runs in runs.items():
         per_task[task] = {
             "runs": task_runs,
