@@ -111,10 +111,13 @@ def validate(obj: Any, prefix: str) -> None:
             for item in values:
                 if item not in rules["choices"]:
                     raise ConfigError(f"{key}={item!r} is not allowed; choose from {list(rules['choices'])}")
-        if "min" in rules and value is not None:
+        if isinstance(value, list) and rules.get("non_empty") and not value:
+            raise ConfigError(f"{key}=[] must list at least one value")
+        if "min" in rules:
             low, strict = rules["min"], rules.get("strict", False)
-            if value < low or (strict and value == low):
-                raise ConfigError(f"{key}={value!r} must be {'above' if strict else 'at least'} {low}")
+            for item in values:
+                if item is not None and (item < low or (strict and item == low)):
+                    raise ConfigError(f"{key}={item!r} must be {'above' if strict else 'at least'} {low}")
         if "pattern" in rules and not rules["pattern"].fullmatch(str(value)):
             raise ConfigError(f"{key}={value!r} is not allowed; use {rules['allowed']}")
         if dataclasses.is_dataclass(value):

@@ -36,8 +36,13 @@ def positive(default: Any) -> Any:
     return field(default=default, metadata={"min": 0.0, "strict": True})
 
 
-def choices_list(default: list, allowed: tuple) -> Any:
-    return field(default_factory=lambda: list(default), metadata={"choices": allowed})
+def choices_list(default: list, allowed: tuple, non_empty: bool = True) -> Any:
+    return field(default_factory=lambda: list(default), metadata={"choices": allowed, "non_empty": non_empty})
+
+
+def counts(default: list[int], low: int) -> Any:
+    """A non-empty list of integers, each at least ``low`` (seeds, sizes)."""
+    return field(default_factory=lambda: list(default), metadata={"min": low, "non_empty": True})
 
 
 @dataclass
@@ -145,7 +150,7 @@ class EvalConfig:
     seed: int = at_least(1000, 0)  # disjoint from distillation seeds: evaluation heads are never the distilled ones
     probe_inits: int = at_least(5, 1)  # the full-data linear probe is convex: inits barely matter
     # Real subsets of the same size, each given learned soft labels and lrs by the same outer loop.
-    baselines: List[str] = choices_list(list(BASELINES), BASELINES)
+    baselines: List[str] = choices_list(list(BASELINES), BASELINES, non_empty=False)
     # Whenever encoder weights train, every fresh model must re-encode the test set: on a CPU that is ~10-20 ms
     # per example, so those models are tested on a fixed random subsample of this many test examples (a standard
     # error of ~2.5 points per model, which the std over models and seeds includes). None: the whole split.
@@ -164,7 +169,7 @@ class ContinualConfig:
 
     scenarios: List[str] = choices_list(list(SCENARIOS), SCENARIOS)  # task: a head per task; class: one joint head
     strategies: List[str] = choices_list(list(STRATEGIES), STRATEGIES)
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: List[int] = counts([0, 1, 2], 0)
     memory_per_task: int = at_least(4, 1)  # examples kept per past task by every replay strategy: the sets' size
     trainable_layers: int = at_least(1, 1)  # top encoder blocks trained with the heads; those below are cached
     train_examples_per_task: int = at_least(1000, 1)  # stratified sample of each task's training split
@@ -189,10 +194,10 @@ class TaskSequenceConfig:
 @dataclass
 class ScalingBench:
     tasks: List[Any] = field(default_factory=lambda: ["ag_news", "sst2", "rotten_tomatoes", "imdb"])
-    ks: List[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
-    seeds: List[int] = field(default_factory=lambda: [0])
+    ks: List[int] = counts([1, 5, 10, 20, 50], 1)
+    seeds: List[int] = counts([0], 0)
     outer_steps: int = at_least(50, 1)  # an outer step costs ~4.7 s for 200 examples (AG News, k=50) on 2 cores
-    baselines: List[str] = choices_list(list(BASELINES), BASELINES)
+    baselines: List[str] = choices_list(list(BASELINES), BASELINES, non_empty=False)
 
 
 @dataclass
@@ -216,7 +221,7 @@ class ComputeBench:
     eval_points: int = at_least(8, 1)  # log-spaced test evaluations along each head stream
     finetune_max_examples: int = at_least(320, 1)  # full-data stream for fine-tuning (all weights): 20 steps of 16
     finetune_eval_points: int = at_least(3, 1)  # each re-encodes the encoder-test subsample
-    seeds: List[int] = field(default_factory=lambda: [0, 1, 2])  # full-data streams: fresh head and data order
+    seeds: List[int] = counts([0, 1, 2], 0)  # full-data streams: fresh head and data order
     encoding_sample: Optional[int] = at_least(512, 1)  # training texts encoded to time encoding the whole split
 
 
@@ -255,7 +260,7 @@ class BenchConfig:
 
     name: str = "default"
     tasks: List[Any] = field(default_factory=lambda: ["sst2", "ag_news"])  # every experiment but scaling
-    seeds: List[int] = field(default_factory=lambda: [0])  # distillation seeds
+    seeds: List[int] = counts([0], 0)  # distillation seeds
     ipc: int = at_least(1, 1)  # the studied set: k examples per class
     outer_steps: int = at_least(150, 1)  # for the studied sets and every ablation variant
     n_inits: int = at_least(20, 1)  # fresh models per set under the learned protocol
