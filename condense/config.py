@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from condense.device import resolve_device
 from condense.schema import JOBS, BenchJob, DistillJob, RunJob, TaskConfig
 
 CONF_PACKAGE = "condense.conf"
@@ -152,8 +153,8 @@ class ValidateAtStart(Callback):
         with open_dict(job):
             del job["hydra"]
         try:
-            parse(job)
-        except ConfigError as err:
+            resolve_device(parse(job).device)  # a local run: the device must exist on this machine
+        except ValueError as err:  # ConfigError, or a device this machine lacks
             # Hydra turns a callback's exception into a warning and runs the job anyway; exiting is the only way
             # to stop before the run folder exists.
             raise SystemExit(f"config error: {err}") from None

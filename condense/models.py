@@ -99,7 +99,12 @@ def load_encoder(
     (default: where ``from_pretrained`` puts it, the CPU)."""
     path = resolve_model_path(name)
     # Eager attention: SDPA has no double backward on CPU, which unrolled full-parameter loops need.
-    model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=dtype)
+    try:
+        model = AutoModel.from_pretrained(path, attn_implementation="eager", dtype=dtype)
+    except OSError as err:
+        raise ValueError(
+            f"model.name={name!r}: not a model folder, a hub id that can be reached, or 'minilm': {err}"
+        ) from err
     if device is not None:
         model = model.to(device)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -74,3 +74,8 @@ def test_default_model_is_the_shipped_minilm():
 def test_unknown_pooling_is_rejected(tiny_model_dirs):
     with pytest.raises(ValueError, match="pooling must be one of"):
         load_encoder(str(tiny_model_dirs["bert"]), pooling="max")
+
+
+def test_a_model_that_cannot_be_loaded_names_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"model.name='.*missing-model': not a model folder"):
+        load_encoder(str(tmp_path / "missing-model"))
