@@ -121,7 +121,9 @@ def test_a_local_task_is_named_after_its_data(tiny_task_dir, tmp_path):
     assert chosen.task.name == "mine" and chosen.out == "runs/mine/head-ipc1-seed0"
 
 
-@pytest.mark.parametrize("override", ["distill.lr_inputs=abc", "distill.foo=1", "distill=foo", "distill.ipc=-1", "distill.params=foo"])
+@pytest.mark.parametrize("override", [
+    "distill.lr_inputs=abc", "distill.foo=1", "distill=foo", "distill.ipc=-1", "distill.params=foo", "device=cuda:7",
+])
 def test_the_command_line_rejects_bad_config_in_seconds(override, tmp_path):
     """Before any data or model loads: a data folder that does not exist is never looked at."""
     started = time.perf_counter()
