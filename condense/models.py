@@ -167,12 +167,17 @@ def encode(
     input_ids: torch.Tensor | None = None,
     params: dict[str, torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Pooled features; encoder weights named in ``params`` replace the pretrained ones for this call."""
+    """Pooled features; encoder weights named in ``params`` replace the pretrained ones for this call.
+
+    Inputs are moved to the encoder's device (a no-op where they already are), so callers may tokenise on the host.
+    """
+    device = encoder.device
+    attention_mask = attention_mask.to(device)
     inputs = {"attention_mask": attention_mask}
     if inputs_embeds is not None:
-        inputs["inputs_embeds"] = inputs_embeds
+        inputs["inputs_embeds"] = inputs_embeds.to(device)
     else:
-        inputs["input_ids"] = input_ids
+        inputs["input_ids"] = input_ids.to(device)
     encoder_weights = {k: v for k, v in (params or {}).items() if not k.startswith("head.")}
     output = functional_call(encoder.model, encoder_weights, args=(), kwargs=inputs, strict=False)
     return pool(output.last_hidden_state, attention_mask, encoder.pooling)

@@ -143,15 +143,15 @@ def studied_set(job: BenchJob, data: TaskData, seed: int) -> DistilledSet:
     return distilled(data, ipc=job.bench.ipc, outer_steps=job.bench.outer_steps, seed=seed)
 
 
-def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor, seq_len: int = 0) -> TrainingSet:
+def text_form(data: TaskData, texts: list[str], soft_labels: torch.Tensor) -> TrainingSet:
     """``texts`` re-tokenised, as any user of decoded or real text would train on them."""
-    tokens = tokenize(data.encoder, texts, max(data.job.task.max_length, seq_len))
-    return TrainingSet(tokens["attention_mask"], soft_labels, input_ids=tokens["input_ids"])
+    tokens = tokenize(data.encoder, texts, data.job.task.max_length)
+    return TrainingSet(tokens["attention_mask"], soft_labels, input_ids=tokens["input_ids"]).to(data.encoder.device)
 
 
 def training_form(data: TaskData, distilled_set_: DistilledSet, form: str) -> TrainingSet:
     """The set as models train on it: its embeddings, or its decoded text re-tokenised with the task's tokenizer."""
-    return distilled_set_.training_set(form, data.encoder.tokenizer, data.job.task.max_length)
+    return distilled_set_.training_set(form, data.encoder.tokenizer, data.job.task.max_length).to(data.encoder.device)
 
 
 def learned_accuracy(data: TaskData, train: TrainingSet, inner: InnerProtocol, n_inits: int) -> dict:
