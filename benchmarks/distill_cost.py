@@ -36,11 +36,11 @@ encoder = job_encoder(job)
 labels = task_labels(task.train, encoder)
 features = text_features(encoder, task.train["text"], job.task.max_length)
 real = real_data(encoder, task, labels, features, job.task.max_length, config)
-start = initial_set(encoder, task.train["text"], labels, task.num_classes, config.ipc, config.seq_len, seed)
+start = initial_set(encoder, task.train["text"], labels, task.label_names, config.ipc, config.seq_len, seed)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-result = distill(encoder, real, start, task.num_classes, config, progress=False)
+result = distill(encoder, real, start, config, progress=False)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"steps_per_second": steps / result.seconds, "peak_rss_gib": peak / 2**20,
+print(json.dumps({"steps_per_second": steps / result.progress.seconds, "peak_rss_gib": peak / 2**20,
                   "rss_before_gib": before / 2**20, "seq_len": config.seq_len, "inner_steps": config.inner_steps,
                   "real_batch_size": config.real_batch_size}))
 """
