@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -124,15 +123,15 @@ def test_a_local_task_is_named_after_its_data(tiny_task_dir, tmp_path):
 @pytest.mark.parametrize("override", [
     "distill.lr_inputs=abc", "distill.foo=1", "distill=foo", "distill.ipc=-1", "distill.params=foo", "device=cuda:7",
 ])
-def test_the_command_line_rejects_bad_config_in_seconds(override, tmp_path):
-    """Before any data or model loads: a data folder that does not exist is never looked at."""
-    started = time.perf_counter()
+def test_the_command_line_rejects_bad_config_before_anything_loads(override, tmp_path):
+    """A data folder that does not exist is never looked at, and no run folder is made (how fast this is:
+    ``benchmarks/config_errors.py``)."""
     result = subprocess.run(
         [sys.executable, "-m", "condense.distill", "task=local", f"task.path={tmp_path / 'nowhere'}", override],
         capture_output=True, text=True, cwd=tmp_path,
     )
     assert result.returncode != 0
-    assert time.perf_counter() - started < 5
+    assert list(tmp_path.iterdir()) == []
     key = override.split("=")[0]
     assert key.split(".")[-1] in result.stderr, result.stderr[-1500:]
     assert "nowhere" not in result.stderr.replace(str(tmp_path / "nowhere"), "") and "DataError" not in result.stderr
