@@ -45,6 +45,13 @@ def run_case(module: str, override: str) -> dict:
                 "left_behind": sorted(os.listdir(folder))}
 
 
+def first_message(stderr: str) -> str:
+    """The error's own words: the first line of Hydra's error block, or condense's ``config error:`` line."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("Set the environment")]
+    ours = [line for line in lines if line.startswith("config error:")]
+    return ours[0] if ours else next((line for line in lines if not line.startswith(" ")), "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
@@ -62,7 +69,7 @@ def main() -> None:
             "returncodes": sorted({run["returncode"] for run in runs}),
             "names_key": all(key in run["stderr"] for run in runs),
             "left_behind": sorted({name for run in runs for name in run["left_behind"]}),
-            "message": runs[0]["stderr"].strip().splitlines()[-1] if runs[0]["stderr"].strip() else "",
+            "message": first_message(runs[0]["stderr"]),
         }
         cases.append(case)
         s = case["seconds"]
