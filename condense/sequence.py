@@ -10,7 +10,6 @@ scenario over every seed, and writes ``results.json``, ``results.md``, ``forgett
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from tqdm.auto import tqdm
 
 from condense.artifact import FORMS, DistilledSet
-from condense.cache import to_jsonable
+from condense.cache import atomic_write_json, atomic_write_text, cached, read_json, to_jsonable
 from condense.config import sequence_name, task_config
 from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, run_strategy
 from condense.data import Task, stratified_indices
@@ -167,9 +166,8 @@ def run_sequence(job: RunJob) -> dict:
         },
         "runs": runs,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
-    (out / "results.md").write_text(results_table(results) + "\n")
+    atomic_write_json(out / "results.json", results, indent=1)
+    atomic_write_text(out / "results.md", results_table(results) + "\n")
     forgetting_curves(results, out / "forgetting_curves.png")
     accuracy_matrices(results, out / "accuracy_matrices.png")
     log.info("wrote results.json, results.md, forgetting_curves.png and accuracy_matrices.png to %s", out)
@@ -178,13 +176,11 @@ def run_sequence(job: RunJob) -> dict:
 
 def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
     """A finished run of the same settings is read back, so an interrupted job resumes where it stopped."""
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["settings"] == settings_key:
-            return saved["result"]
-    result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(to_jsonable({"settings": settings_key, "result": result})))
-    temporary.replace(path)
-    return result
+    def load(saved_path: Path) -> dict | None:
+        saved = read_json(saved_path)
+        return saved["result"] if saved["settings"] == settings_key else None
+
+    def save(saved_path: Path, result: dict) -> None:
+        atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)
+
+    return cached(path, compute, load, save)

@@ -9,7 +9,6 @@ Writes ``<results_dir>/bench_<experiment>.json`` with the command, preset, machi
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import sys
 import time
@@ -32,7 +31,7 @@ def run_experiment(name: str, job: BenchJob, command: str) -> dict:
     import torch  # here, not at the top: a bad command line should fail before torch's stack loads
 
     from condense.bench import common
-    from condense.cache import to_jsonable
+    from condense.cache import atomic_write_json, to_jsonable
     from condense.report import machine
 
     module = importlib.import_module(f"condense.bench.{name}")
@@ -53,8 +52,7 @@ def run_experiment(name: str, job: BenchJob, command: str) -> dict:
         **results,
     }
     path = Path(job.results_dir) / f"{stem}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(results), indent=1) + "\n")
+    atomic_write_json(path, results, indent=1)
     log.info("%s took %.1f min; wrote %s", name, results["seconds"] / 60, path)
     return results
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-from omegaconf import OmegaConf
-
 from condense.config import preset
 from condense.report import SETS, points, table_head, table_row
 from condense.schema import BASELINES, DistillConfig
@@ -106,7 +104,7 @@ def task_section(task: str, report: dict) -> list[str]:
 def preset_outer_steps(override: str) -> int:
     """Outer steps of the distill preset an override such as ``distill=head`` selects: its file on the schema."""
     group, name = override.split("=")
-    return OmegaConf.merge(OmegaConf.structured(DistillConfig), preset(group, name)).outer_steps
+    return DistillConfig(**preset(group, name)).outer_steps
 
 
 def cost_section(cost: dict) -> list[str]:
