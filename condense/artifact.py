@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from condense.attention import AttentionSpec, aligned
 from condense.artifact_format import (  # re-exported: the format's names are part of the artefact's API
     EMBEDDINGS_FILE,
     FORMAT_VERSION,
@@ -56,6 +57,7 @@ class InnerProtocol:
     n_layers: int = 1  # for last_n_layers
     optimizer: str = "sgd"  # sgd | momentum | adam
     lrs: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (T,) or (T, 2): head[, encoder] per step
+    attention: AttentionSpec | None = None  # the attention-label term of the inner loss, when the set has labels
 
     @property
     def steps(self) -> int:
@@ -78,6 +80,8 @@ class TrainingSet:
     soft_labels: torch.Tensor
     inputs_embeds: torch.Tensor | None = None
     input_ids: torch.Tensor | None = None
+    attention_labels: torch.Tensor | None = None  # (N, layers, heads, rows, L) targets, when the set has them
+    attention_weights: torch.Tensor | None = None  # (N,) 1 where a row's labels apply to its tokens, else 0
 
     def inputs(self, index: torch.Tensor | slice = slice(None)) -> dict[str, torch.Tensor]:
         if self.inputs_embeds is not None:
@@ -90,7 +94,8 @@ class TrainingSet:
     def to(self, device: torch.device) -> TrainingSet:
         """The same examples on ``device`` (a no-op where they already are)."""
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return TrainingSet(move(self.attention_mask), move(self.soft_labels), move(self.inputs_embeds), move(self.input_ids))
+        return TrainingSet(move(self.attention_mask), move(self.soft_labels), move(self.inputs_embeds), move(self.input_ids),
+                           move(self.attention_labels), move(self.attention_weights))
 
 
 @dataclass
@@ -111,6 +116,7 @@ class DistilledSet:
     texts: list[str] | None = None  # decoded text per example
     metrics: dict = field(default_factory=dict)
     task_ids: torch.Tensor | None = None  # (N,) int64 index into meta["tasks"]; merged sets only
+    attention_labels: torch.Tensor | None = None  # (N, layers, heads, rows, L) attention targets, spec in meta["inner"]
 
     def __post_init__(self) -> None:
         _check_tensor("embeddings", self.embeddings, 3, torch.float32)
@@ -120,6 +126,11 @@ class DistilledSet:
             _check_tensor("token_ids", self.token_ids, 2, torch.int64, rows=(n, length))
         _check_tensor("labels", self.labels, 1, torch.int64)
         _check_count("labels", self.labels, n)
+        if self.attention_labels is not None:
+            _check_tensor("attention_labels", self.attention_labels, 5, torch.float32)
+            if self.attention_labels.shape[0] != n or self.attention_labels.shape[-1] != length:
+                raise ValueError(f"attention_labels shape {tuple(self.attention_labels.shape)} does not match "
+                                 f"(N, layers, heads, rows, L) with N={n}, L={length}")
         _check_tensor("soft_labels", self.soft_labels, 2, torch.float32)
         _check_probability_rows(self.soft_labels)
         if not isinstance(self.meta, dict):
@@ -207,7 +218,8 @@ class DistilledSet:
         if settings is None and self.is_merged:
             settings = shared_settings(self.meta, INNER_SETTINGS)
         settings = settings or {}
-        return InnerProtocol(**{k: settings[k] for k in INNER_SETTINGS if k in settings}, lrs=self.inner_lrs)
+        attention = AttentionSpec.from_meta(settings.get("attention")) if self.attention_labels is not None else None
+        return InnerProtocol(**{k: settings[k] for k in INNER_SETTINGS if k in settings}, lrs=self.inner_lrs, attention=attention)
 
     @property
     def progress(self) -> Progress:
@@ -222,7 +234,8 @@ class DistilledSet:
         if form == "embedding":
             if not self.has_embeddings:
                 raise ValueError("this set is text-only (embeddings of shape (N, 0, 0)); use form='text'")
-            return TrainingSet(self.attention_mask, self.soft_labels, inputs_embeds=self.embeddings)
+            return TrainingSet(self.attention_mask, self.soft_labels, inputs_embeds=self.embeddings,
+                               attention_labels=self.attention_labels)
         if form != "text":
             raise ValueError(f"form must be one of {list(FORMS)}, got {form!r}")
         length = max(max_length, int(self.embeddings.shape[1]))
@@ -231,7 +244,10 @@ class DistilledSet:
         tokens = tokenizer(list(self.texts), truncation=True, max_length=length, padding="longest", return_tensors="pt")
         device = self.soft_labels.device
         mask, ids = tokens["attention_mask"].to(device), tokens["input_ids"].to(device)
-        return TrainingSet(mask, self.soft_labels, input_ids=ids)
+        labels = weights = None
+        if self.attention_labels is not None and self.token_ids is not None:
+            labels, weights = aligned(self.attention_labels, self.token_ids, self.attention_mask, ids, mask)
+        return TrainingSet(mask, self.soft_labels, input_ids=ids, attention_labels=labels, attention_weights=weights)
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write the artefact files into `directory` (created if needed), atomically; return the folder path."""

@@ -2,7 +2,7 @@
 
 ```text
 DIR/
-  embeddings.safetensors   embeddings, attention_mask, labels, soft_labels, inner_lrs[, token_ids][, task_ids]
+  embeddings.safetensors   embeddings, attention_mask, labels, soft_labels, inner_lrs[, token_ids][, task_ids][, attention_labels]
   meta.json                task, label names, model, ..., format_version, versions
   text.jsonl               one object per example: index[, task], label, label_name, soft_label, text
   metrics.json             evaluation results
@@ -38,7 +38,7 @@ TEXT_FILE = "text.jsonl"
 METRICS_FILE = "metrics.json"
 
 REQUIRED_TENSORS = ("embeddings", "attention_mask", "labels", "soft_labels", "inner_lrs")
-OPTIONAL_TENSORS = ("token_ids", "task_ids")
+OPTIONAL_TENSORS = ("token_ids", "task_ids", "attention_labels")
 
 
 class ArtifactError(ValueError):

@@ -134,14 +134,25 @@ def parse(cfg: DictConfig) -> DistillJob | RunJob | BenchJob:
     if not isinstance(job, (DistillJob, RunJob, BenchJob)):
         raise ConfigError(f"not a condense job config: {type(job).__name__}; compose one of {sorted(JOBS)}")
     validate(job, "")
+    check_distill(job.distill, "distill")
     if isinstance(job, DistillJob):
         job.task.name = task_name(job.task.name, job.task.path, job.task.train_file)
     if isinstance(job, RunJob):
         check_sequence(job)
     if isinstance(job, BenchJob):
-        for entry in [*job.bench.tasks, *job.bench.scaling.tasks, *job.bench.prompting.tasks]:
+        for entry in [*job.bench.tasks, *job.bench.scaling.tasks, *job.bench.prompting.tasks, *job.bench.seed_table.tasks,
+                      *job.bench.seed_table.encoder_tasks]:
             task_config(entry, "bench.tasks")
     return job
+
+
+def check_distill(distill, prefix: str) -> None:
+    """Rules between distill keys: attention labels only move a model whose encoder weights train."""
+    if distill.attention_labels != "none" and not distill.trains_encoder:
+        raise ConfigError(
+            f"{prefix}.attention_labels={distill.attention_labels!r} needs an inner loop that trains encoder "
+            f"weights ({prefix}.params=last_n_layers or all, e.g. distill=all); with params=head the attention is fixed"
+        )
 
 
 class ValidateAtStart(Callback):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from condense.features import encode_tokens, trim_padding
 from condense.heads import head_accuracy, train_head
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.objective import set_loss
 from condense.report import summarize_values as summarize
 from condense.schema import FinetuneRecipe
 
@@ -67,6 +68,11 @@ def learned_protocol(
     if not names:
         with torch.no_grad():
             frozen_features = encode(encoder, train.attention_mask, **train.inputs())
+    # The attention-label term goes with the set's labels: a text form whose tokens changed keeps only the rows
+    # that still match (``train.attention_weights``).
+    attention = None
+    if inner.attention is not None and train.attention_labels is not None and names:
+        attention = (inner.attention, train.attention_labels, train.attention_weights)
     accuracies = []
     for init in tqdm(range(n_inits), desc=desc, disable=desc is None, leave=False):
         generator = torch.Generator().manual_seed(seed + init)
@@ -75,10 +81,8 @@ def learned_protocol(
 
         def loss_fn(p):
             if frozen_features is not None:
-                logits = linear_head(frozen_features, p)
-            else:
-                logits = classify(encoder, train.attention_mask, p, **train.inputs())
-            return soft_cross_entropy(logits, train.soft_labels)
+                return soft_cross_entropy(linear_head(frozen_features, p), train.soft_labels)
+            return set_loss(encoder, train.attention_mask, p, train.soft_labels, attention, **train.inputs())
 
         trained = unrolled_train(start, loss_fn, lrs, inner.optimizer, create_graph=False)
         accuracies.append(accuracy(encoder, trained, test, trains_encoder=bool(names)))
@@ -102,25 +106,54 @@ def finetune_start(
 
 
 def finetune(
-    encoder: Encoder, train: TrainingSet, recipe: FinetuneRecipe, generator: torch.Generator
+    encoder: Encoder,
+    train: TrainingSet,
+    recipe: FinetuneRecipe,
+    generator: torch.Generator,
+    desc: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """The recipe's encoder weights and a fresh head trained with AdamW on ``train``; returns the trained parameters."""
     params, optimizer = finetune_start(encoder, recipe, train.soft_labels.shape[1], generator)
     train = train.to(encoder.device)
     steps = max(recipe.min_steps, recipe.epochs * math.ceil(len(train) / recipe.batch_size))
-    for index in itertools.islice(shuffled_batches(len(train), recipe.batch_size, generator), steps):
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(recipe, steps))
+    if recipe.group_by_length:
+        batches = grouped_batches(train.attention_mask.sum(1).cpu(), recipe.batch_size, generator)
+    else:
+        batches = shuffled_batches(len(train), recipe.batch_size, generator)
+    for index in tqdm(itertools.islice(batches, steps), total=steps, desc=desc, disable=desc is None, leave=False):
         mask, inputs = trim_padding(train.attention_mask[index], **train.inputs(index))
         loss = soft_cross_entropy(classify(encoder, mask, params, **inputs), train.soft_labels[index])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     return {k: v.detach() for k, v in params.items()}
+
+
+def lr_factor(recipe: FinetuneRecipe, steps: int) -> Callable[[int], float]:
+    """The multiplier of the recipe's learning rates at each step: 1, or linear warm-up then linear decay to 0."""
+    if recipe.schedule == "constant":
+        return lambda step: 1.0
+    warmup = int(recipe.warmup_ratio * steps)
+    return lambda step: (step + 1) / (warmup + 1) if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
 
 
 def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Index batches of a fresh permutation every epoch, endlessly."""
     while True:
         yield from torch.randperm(size, generator=generator).split(batch_size)
+
+
+def grouped_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator, chunk: int = 50) -> Iterator[torch.Tensor]:
+    """Index batches of similar length, endlessly: each epoch shuffles, sorts each chunk of ``chunk`` batches by
+    length, and shuffles the order of the resulting batches (as Hugging Face's ``group_by_length``)."""
+    while True:
+        order = torch.randperm(len(lengths), generator=generator)
+        batches = []
+        for group in order.split(batch_size * chunk):
+            batches += group[torch.argsort(lengths[group], descending=True, stable=True)].split(batch_size)
+        yield from (batches[i] for i in torch.randperm(len(batches), generator=generator).tolist())
 
 
 def finetune_protocol(

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 Params = dict[str, torch.Tensor]
 Grads = list[torch.Tensor]
@@ -61,26 +62,44 @@ def unrolled_train(
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     create_graph: bool = True,
+    checkpoint: bool = False,
 ) -> Params:
     """Run ``len(lrs)`` full-batch steps of ``optimizer`` on ``loss_fn`` from ``params``; returns the new params.
 
     ``params`` must require grad. ``lrs`` is (T,) or (T, 2): with two columns the head (``head.*``) steps with
     the first and the encoder weights with the second, since a fresh head and a pretrained encoder want
     learning rates orders of magnitude apart.
+
+    With ``checkpoint`` each step keeps only its inputs (params, optimiser state, learning rate) and reruns its
+    gradient and update during the outer backward: memory per step is one copy of the params and state instead
+    of the step's whole double-backward graph, for about one more forward and backward of ``loss_fn`` per step.
+    The hypergradients are the same.
     """
     if optimizer not in UPDATES:
         raise ValueError(f"inner optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     update, hyper = UPDATES[optimizer], {"momentum": momentum, "betas": betas, "eps": eps}
     names = list(params)
-    state: dict[str, Grads] = {"m": [], "v": []}
-    for step, lr in enumerate(lrs):
+
+    def take_step(step: int, lr: torch.Tensor, params: Params, state: dict[str, Grads]) -> tuple[Params, dict]:
+        # A copy, since the update replaces the state's entries: a checkpointed step reruns from its own inputs.
+        state = dict(state)
         # allow_unused: weights that never reach the pooled features (e.g. BERT's pooler) get no gradient.
         grads = torch.autograd.grad(
             loss_fn(params), [params[n] for n in names], create_graph=create_graph, allow_unused=True
         )
         grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
         updates = update(grads, state, step, hyper)
-        params = {n: params[n] - _lr_for(n, lr) * u for n, u in zip(names, updates)}
+        return {n: params[n] - _lr_for(n, lr) * u for n, u in zip(names, updates)}, state
+
+    state: dict[str, Grads] = {"m": [], "v": []}
+    for step, lr in enumerate(lrs):
+        # The last step is kept: the outer backward starts with it, so recomputing it would save nothing.
+        if checkpoint and create_graph and step < len(lrs) - 1:
+            # Non-reentrant: it supports autograd.grad inside the function, and tensors that loss_fn closes
+            # over (synthetic inputs, soft labels) still get their gradient, as the graph is recorded as usual.
+            params, state = torch.utils.checkpoint.checkpoint(take_step, step, lr, params, state, use_reentrant=False)
+        else:
+            params, state = take_step(step, lr, params, state)
         if not create_graph:
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
             state = {k: [t.detach() for t in ts] for k, ts in state.items()}

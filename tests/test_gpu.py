@@ -26,6 +26,18 @@ def test_a_tiny_distillation_runs_on_cuda(tiny_model_dirs, tiny_task_dir, tmp_pa
     assert set(loaded.metrics["learned"]) == {"distilled", "decoded", "random", "kcenters", "herding", "full"}
 
 
+def test_attention_labels_and_checkpointed_unrolls_run_on_cuda(tiny_model_dirs, tiny_task_dir, tmp_path):
+    job = compose("config", [
+        "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "distill=all",
+        "distill.outer_steps=3", "distill.inner_steps=2", "distill.bptt=checkpoint", "distill.attention_labels=all_rows",
+        "distill.seq_len=8", "distill.real_batch_size=8", "device=cuda", f"out={tmp_path / 'run'}",
+    ])
+    distilled = distill_task(job)
+    assert distilled.attention_labels.is_cuda and distilled.inner.attention is not None
+    loaded = DistilledSet.load(tmp_path / "run")
+    torch.testing.assert_close(loaded.attention_labels, distilled.attention_labels.cpu())
+
+
 def test_a_tiny_sequence_runs_on_cuda(tiny_sequence_overrides, tmp_path):
     results = run_sequence(compose("run", [*tiny_sequence_overrides(tmp_path, seeds="[0]"), "device=cuda"]))
     assert len(results["runs"]) == 2 * 7

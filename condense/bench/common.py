@@ -18,7 +18,7 @@ import torch
 
 from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
 from condense.cache import to_jsonable
-from condense.config import task_config, validate
+from condense.config import check_distill, task_config, validate
 from condense.data import Task
 from condense.evaluate import HeldOutData, learned_protocol
 from condense.features import text_features, tokenize
@@ -91,6 +91,7 @@ def distill_settings(data: TaskData, **overrides) -> DistillJob:
     """The task's single-task job with ``overrides`` on its distill group and ``out`` at the cached set's folder."""
     distill = dataclasses.replace(data.job.distill, **overrides)
     validate(distill, "distill")
+    check_distill(distill, "distill")
     groups = {"task": data.job.task, "model": data.job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}")
     return dataclasses.replace(data.job, distill=distill, out=str(out))

@@ -131,3 +131,43 @@ def cost_section(cost: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def unroll_memory_section(memory: dict) -> list[str]:
+    """Seconds per outer step and peak memory of ``all``-mode distillation against T, full unroll or checkpointed."""
+    ratios = memory["ratios"]
+    peak_key = next(k for k in ratios if k.startswith("peak_T"))
+    growth_key = next(k for k in ratios if k.startswith("peak_minus_baseline_T"))
+    lines = [
+        "## Longer inner loops at bounded memory", "",
+        f"Regenerate: `{memory['command']}` — {memory['task']}, {memory['model']}, {memory['ipc']} example per class, "
+        f"`{memory['preset']}` with `distill.inner_steps=T` (every encoder weight trains; {memory['real_batch_size']} real "
+        f"examples a step), one process per (T, bptt, seed), {memory['warmup_steps']} warm-up and {memory['measured_steps']} "
+        f"measured outer steps, seeds {memory['seeds']}; memory: {memory['memory']}, the baseline is the process right "
+        f"before the first outer step (model and data). `checkpoint` recomputes each unrolled step during the outer "
+        f"backward (`distill.bptt=checkpoint`); its hypergradient equals the full unroll's "
+        f"(`tests/test_inner_checkpoint.py`). Machine: {memory['machine']}, device {memory['device']}.", "",
+        *table_head(["T", "bptt", "s / outer step", "peak memory (GiB)", "peak − baseline (GiB)", "s/step ÷ full at the same T"],
+                    "llrrrr"),
+    ]
+    for row in memory["configs"].values():
+        speed = ratios["seconds_checkpoint_over_full"].get(str(row["inner_steps"]))
+        lines.append(table_row([
+            str(row["inner_steps"]), row["bptt"],
+            f"{row['seconds_per_step']['mean']:.2f} ± {row['seconds_per_step']['std']:.2f}",
+            f"{row['peak_gib']['mean']:.2f} ± {row['peak_gib']['std']:.2f}",
+            f"{row['peak_minus_baseline_gib']['mean']:.2f} ± {row['peak_minus_baseline_gib']['std']:.2f}",
+            f"{speed:.2f}" if row["bptt"] == "checkpoint" and speed is not None else "",
+        ]))
+    worst = max((s for s in ratios["seconds_checkpoint_over_full"].values() if s is not None), default=None)
+    peak, growth = ratios[peak_key], ratios[growth_key]
+    hi = peak_key.split("_")[1]
+    lines += [
+        "",
+        f"Bars: peak memory at {hi} ÷ at T1 with checkpointing {peak['checkpoint']:.2f} (goal ≤ 2.5; full unroll "
+        f"{peak['full']:.2f}; growth above the baseline {growth['checkpoint']:.2f} against {growth['full']:.2f}); "
+        f"seconds per outer step, checkpoint ÷ full at the same T: at most "
+        f"{'—' if worst is None else f'{worst:.2f}'} (goal ≤ 1.5).",
+        "",
+    ]
+    return lines

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from condense.bench import EXPERIMENTS, reporter
 from condense.bench.continual_report import continual_section
-from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section
+from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.report import table_head
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ INTRO = [
 def write_report(results_dir: Path, doc: Path, figures: Path) -> None:
     """Write ``doc`` (Markdown) and draw its figures into ``figures`` from the results files in ``results_dir``:
     ``continual_*.json`` (the main job), ``bench_*.json`` (the analysis suite), ``<task>.json`` (single tasks) and
-    ``distill_cost.json``; sections whose files are missing are left out."""
+    ``distill_cost.json``, ``unroll_memory.json``; sections whose files are missing are left out."""
     results_dir, doc, figures = Path(results_dir), Path(doc), Path(figures)
     reports = {task: _read(results_dir / f"{task}.json") for task in TASKS if (results_dir / f"{task}.json").exists()}
     lines = list(INTRO)
@@ -55,6 +55,8 @@ def write_report(results_dir: Path, doc: Path, figures: Path) -> None:
         lines += task_section(task, report)
     if (results_dir / "distill_cost.json").exists():
         lines += cost_section(_read(results_dir / "distill_cost.json"))
+    if (results_dir / "unroll_memory.json").exists():
+        lines += unroll_memory_section(_read(results_dir / "unroll_memory.json"))
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines) + "\n")
     log.info("wrote %s", doc)

@@ -1,0 +1,111 @@
+"""The seed's table: "fine-tuned on entire dataset" against "fine-tuned on distilled dataset".
+
+Entire: the standard recipe (``bench.seed_table.recipe``: AdamW on every weight, one epoch of batches of 32,
+linear warm-up and decay) on every training row the task loads, ``entire_seeds`` fresh heads and data orders,
+tested on the whole test split (:mod:`condense.reference`, cached). Distilled: the same recipe on k-per-class
+sets, from ``n_inits`` fresh heads per distillation seed, tested on the encoder-test subsample
+(``eval.encoder_test_examples``): the head-mode set's decoded text; the sets distilled with every weight in the
+inner loop (``distill=all``, trained through the straight-through text projection, with and without attention
+labels), under the recipe and under their own learned protocol, in both forms; and random, k-centers and
+herding subsets of the same size, given soft labels and learning rates by the same (head-mode) outer loop.
+Every evaluation is cached, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from tqdm.auto import tqdm
+
+import condense
+from condense.bench.common import TaskData, distilled, learned_accuracy, task_data, text_form, training_form
+from condense.bench.seed_table_report import encoder_set, head_set
+from condense.cache import atomic_write_json, cache_dir, cached, digest, read_json, to_jsonable
+from condense.config import preset, task_config
+from condense.coresets import select_coreset
+from condense.evaluate import finetune_protocol
+from condense.outer import learn_labels, real_examples_set
+from condense.pipeline import fixed_subsample
+from condense.reference import entire_dataset_reference, summarize_reference
+from condense.report import points, pooled
+from condense.schema import BenchJob
+
+log = logging.getLogger(__name__)
+
+
+def evaluation(data: TaskData, key: dict, compute) -> dict:
+    """``compute()``, cached under everything it depends on (``key`` plus the task, model and test subsample)."""
+    full_key = {**key, "task": to_jsonable(data.job.task), "model": to_jsonable(data.job.model),
+                "test_examples": data.job.eval.encoder_test_examples, "eval_seed": data.job.eval.seed,
+                "version": condense.__version__}
+    path = cache_dir() / "evaluations" / f"{data.name}-{digest(full_key)}.json"
+    return cached(path, compute, read_json, atomic_write_json)
+
+
+def encoder_distillation(job: BenchJob, data: TaskData, k: int, seed: int, attention: str):
+    """The set distilled with every weight in the inner loop (the ``all`` preset) and ``attention`` labels."""
+    return distilled(data, **{**preset("distill", "all"), "ipc": k, "seed": seed, "attention_labels": attention,
+                              "outer_steps": job.bench.seed_table.encoder_outer_steps})
+
+
+def baseline_set(job: BenchJob, data: TaskData, name: str, k: int, seed: int):
+    """A real subset of k per class with soft labels and lrs learned by the head-mode outer loop."""
+    chosen = select_coreset(name, data.train_features, data.train_labels, k, seed).tolist()
+    texts = [data.task.train["text"][i] for i in chosen]
+    start = real_examples_set(data.encoder, texts, data.train_labels[chosen], data.task.label_names, data.job.task.max_length)
+    config = dataclasses.replace(job.distill, ipc=k, seed=seed, outer_steps=job.bench.outer_steps)
+    labelled = learn_labels(data.encoder, data.real(config), start, config)
+    return text_form(data, texts, labelled.soft_labels.to(data.encoder.device))
+
+
+def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict]:
+    """Every set of k per class for one distillation seed: {set name: {protocol: summary over fresh models}}."""
+    table, recipe = job.bench.seed_table, job.bench.seed_table.recipe
+    key = {"k": k, "seed": seed, "n_inits": table.n_inits, "head_distill": to_jsonable(job.distill),
+           "outer_steps": job.bench.outer_steps, "encoder_outer_steps": table.encoder_outer_steps}
+
+    def finetuned(name: str, make_train) -> dict:
+        return evaluation(data, {**key, "set": name, "protocol": "finetune", "recipe": to_jsonable(recipe)},
+                          lambda: finetune_protocol(data.encoder, make_train(), data.test, recipe, n_inits=table.n_inits,
+                                                    seed=data.job.eval.seed))
+
+    runs: dict[str, dict] = {}
+    head = distilled(data, ipc=k, seed=seed, outer_steps=job.bench.outer_steps)
+    runs[head_set()] = {"finetune": finetuned(head_set(), lambda: training_form(data, head, "text"))}
+    encoder_tasks = {task_config(entry, "bench.seed_table.encoder_tasks").name for entry in table.encoder_tasks}
+    if data.name in encoder_tasks and k in table.encoder_ks:
+        for attention in table.attention:
+            made = encoder_distillation(job, data, k, seed, attention)
+            for form in ("embedding", "text"):
+                name = encoder_set(form, attention)
+                train = training_form(data, made, form)
+                runs[name] = {"learned": evaluation(data, {**key, "set": name, "protocol": "learned"},
+                                                    lambda: learned_accuracy(data, train, made.inner, table.n_inits))}
+                if form == "text":
+                    runs[name]["finetune"] = finetuned(name, lambda: train)
+    for name in table.baselines:
+        runs[name] = {"finetune": finetuned(name, lambda name=name: baseline_set(job, data, name, k, seed))}
+    for name, result in runs.items():
+        log.info("%s k=%d seed %d %s: %s", data.name, k, seed, name, {p: points(s) for p, s in result.items()})
+    return runs
+
+
+def run(job: BenchJob) -> dict:
+    table = job.bench.seed_table
+    tasks: dict[str, dict] = {}
+    for entry in tqdm(table.tasks, desc="seed table: tasks"):
+        data = task_data(job, entry)
+        keep = fixed_subsample(len(data.test.labels), job.eval.encoder_test_examples)
+        per_k = {}
+        for k in table.ks:
+            seeds = [set_runs(job, data, k, seed) for seed in job.bench.seeds]
+            per_k[str(k)] = {
+                name: {protocol: pooled([s[name][protocol] for s in seeds]) for protocol in seeds[0][name]}
+                for name in seeds[0]
+            }
+        # After the sets: another process may be computing the (locked, cached) full-data runs meanwhile.
+        entire = entire_dataset_reference(data.encoder, data.job.task, data.task, table.recipe, table.entire_seeds)
+        tasks[data.name] = {"entire": summarize_reference(entire, keep), "sets": per_k,
+                            "train_examples": len(data.train_labels), "test_examples": len(data.test.labels)}
+    return {"tasks": tasks}

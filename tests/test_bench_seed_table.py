@@ -1,0 +1,61 @@
+"""The seed's table on a tiny model and task: every row is computed, cached, and laid out as the seed's table."""
+
+from __future__ import annotations
+
+import json
+
+from condense.bench import seed_table_report
+from condense.bench.__main__ import run_experiment
+from condense.cache import cache_dir
+from condense.config import compose
+
+OVERRIDES = [
+    "eval=smoke", "threads=1", "report=false", "device=cpu", "bench.seeds=[0, 1]", "bench.outer_steps=2",
+    "bench.seed_table.entire_seeds=[0, 1]", "bench.seed_table.ks=[1, 2]", "bench.seed_table.n_inits=2",
+    "bench.seed_table.encoder_outer_steps=2", "bench.seed_table.encoder_ks=[1]", "bench.seed_table.recipe.min_steps=2",
+]
+
+
+def tiny_job(tiny_model_dirs, task_dir, tmp_path, *overrides):
+    task = f"{{name: tiny, path: {task_dir}}}"
+    return compose("bench", [f"model.name={tiny_model_dirs['bert']}", f"bench.seed_table.tasks=[{task}]",
+                             f"bench.seed_table.encoder_tasks=[{task}]", f"results_dir={tmp_path}", *OVERRIDES, *overrides])
+
+
+def test_seed_table_computes_every_row_once_and_reports_the_seed_layout(tiny_model_dirs, tiny_task_dir, tmp_path):
+    job = tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path)
+    results = run_experiment("seed_table", job, "python -m condense.bench seed_table")
+    tiny = results["tasks"]["tiny"]
+    entire = tiny["entire"]
+    assert entire["train_examples"] == 24 and entire["test_examples"] == 12 and entire["whole_test"]["n"] == 2
+    assert entire["subsample_examples"] == 12  # eval=smoke tests on 16 examples: all 12 of the tiny split
+    assert entire["subsample"] == entire["whole_test"]
+    encoder_sets = {seed_table_report.encoder_set(form, attention) for form in ("embedding", "text")
+                    for attention in ("none", "first_token")}
+    assert set(tiny["sets"]["1"]) == {"head-mode text", "random", "kcenters", "herding", *encoder_sets}
+    assert set(tiny["sets"]["2"]) == {"head-mode text", "random", "kcenters", "herding"}, "encoder sets only for k=1"
+    text_with_labels = tiny["sets"]["1"][seed_table_report.encoder_set("text", "first_token")]
+    assert set(text_with_labels) == {"learned", "finetune"} and text_with_labels["finetune"]["n"] == 4  # 2 seeds x 2 models
+    assert set(tiny["sets"]["1"][seed_table_report.encoder_set("embedding", "none")]) == {"learned"}
+
+    # The full-data runs and every evaluation are cached: a second run computes nothing and agrees exactly.
+    cached = sorted(p.name for p in (cache_dir() / "evaluations").iterdir() if p.suffix == ".json")
+    # seeds x (k=1: head text + 3 real subsets + 2 attention settings x (2 learned forms + 1 recipe); k=2: 4 sets)
+    assert len(cached) == 2 * ((4 + 2 * 3) + 4)
+    again = run_experiment("seed_table", job, "python -m condense.bench seed_table")
+    assert again["tasks"] == json.loads(json.dumps(results["tasks"]))
+
+    text = "\n".join(seed_table_report.report(results, tmp_path))
+    assert "| BERT-base (seed) | entire dataset | 94.46 | 93.86 | 91.86 | 84.71 |" in text
+    assert "distilled dataset (1/class)" in text and "**tiny**" in text
+
+
+def test_attention_ablation_needs_an_encoder_preset_and_bad_variants_fail_at_start(tiny_model_dirs, tiny_task_dir, tmp_path):
+    import pytest
+
+    from condense.config import ConfigError
+
+    with pytest.raises(ConfigError, match="bench.seed_table.attention=.*'sideways'"):
+        tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path, "bench.seed_table.attention=[none, sideways]")
+    with pytest.raises(ConfigError, match="no task config for 'nope'"):
+        tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path, "bench.seed_table.encoder_tasks=[nope]")
