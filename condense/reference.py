@@ -9,6 +9,7 @@ tested on) is exact, not re-estimated.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -52,7 +53,10 @@ def finetune_entire(encoder: Encoder, task: Task, max_length: int, recipe: Finet
 def entire_dataset_reference(
     encoder: Encoder, task_config: TaskConfig, task: Task, recipe: FinetuneRecipe, seeds: list[int]
 ) -> list[dict]:
-    """:func:`finetune_entire` for every seed, each computed once and cached (locked: parallel runs wait)."""
+    """:func:`finetune_entire` for every seed, each computed once and cached (locked: parallel runs wait).
+
+    Always in float32, test encodes too, whatever the job's ``precision``: the reference is computed once for all."""
+    encoder = dataclasses.replace(encoder, precision="fp32")
     results = []
     for seed in seeds:
         key = {"kind": "finetune-entire", "model": encoder.name, "pooling": encoder.pooling, "dtype": str(encoder.dtype),

@@ -93,6 +93,8 @@ def distill_settings(data: TaskData, **overrides) -> DistillJob:
     validate(distill, "distill")
     check_distill(distill, "distill")
     groups = {"task": data.job.task, "model": data.job.model, "distill": distill}
+    if data.job.precision != "fp32":  # bf16 features make other sets; fp32 keys stay those made before precisions
+        groups["precision"] = data.job.precision
     out = cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}")
     return dataclasses.replace(data.job, distill=distill, out=str(out))
 

@@ -38,7 +38,7 @@ def evaluation(data: TaskData, key: dict, compute) -> dict:
     """``compute()``, cached under everything it depends on (``key`` plus the task, model and test subsample)."""
     full_key = {**key, "task": to_jsonable(data.job.task), "model": to_jsonable(data.job.model),
                 "test_examples": data.job.eval.encoder_test_examples, "eval_seed": data.job.eval.seed,
-                "version": condense.__version__}
+                "precision": data.job.precision, "version": condense.__version__}
     path = cache_dir() / "evaluations" / f"{data.name}-{digest(full_key)}.json"
     return cached(path, compute, read_json, atomic_write_json)
 
@@ -63,10 +63,10 @@ def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict
     """Every set of k per class for one distillation seed: {set name: {protocol: summary over fresh models}}."""
     table, recipe = job.bench.seed_table, job.bench.seed_table.recipe
     key = {"k": k, "seed": seed, "n_inits": table.n_inits, "head_distill": to_jsonable(job.distill),
-           "outer_steps": job.bench.outer_steps, "encoder_outer_steps": table.encoder_outer_steps}
+           "outer_steps": job.bench.outer_steps}
 
-    def finetuned(name: str, make_train) -> dict:
-        return evaluation(data, {**key, "set": name, "protocol": "finetune", "recipe": to_jsonable(recipe)},
+    def finetuned(name: str, make_train, extra: dict | None = None) -> dict:
+        return evaluation(data, {**key, **(extra or {}), "set": name, "protocol": "finetune", "recipe": to_jsonable(recipe)},
                           lambda: finetune_protocol(data.encoder, make_train(), data.test, recipe, n_inits=table.n_inits,
                                                     seed=data.job.eval.seed))
 
@@ -77,13 +77,14 @@ def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict
     if data.name in encoder_tasks and k in table.encoder_ks:
         for attention in table.attention:
             made = encoder_distillation(job, data, k, seed, attention)
+            made_with = {"encoder_distill": made.meta["config"]["distill"]}  # the preset and encoder_outer_steps
             for form in ("embedding", "text"):
                 name = encoder_set(form, attention)
                 train = training_form(data, made, form)
-                runs[name] = {"learned": evaluation(data, {**key, "set": name, "protocol": "learned"},
+                runs[name] = {"learned": evaluation(data, {**key, **made_with, "set": name, "protocol": "learned"},
                                                     lambda: learned_accuracy(data, train, made.inner, table.n_inits))}
                 if form == "text":
-                    runs[name]["finetune"] = finetuned(name, lambda: train)
+                    runs[name]["finetune"] = finetuned(name, lambda: train, made_with)
     for name in table.baselines:
         runs[name] = {"finetune": finetuned(name, lambda name=name: baseline_set(job, data, name, k, seed))}
     for name, result in runs.items():

@@ -53,7 +53,9 @@ def report(results: dict, figures: Path) -> list[str]:
         f"condense loads, seeds {table['entire_seeds']}, tested on the whole test split. *Distilled*: the recipe on "
         f"sets of k per class, {table['n_inits']} fresh models per distillation seed (seeds {config['bench']['seeds']}), "
         f"tested on a fixed sample of {config['eval']['encoder_test_examples'] or 'all'} test examples; the % columns "
-        "divide by the entire-dataset runs' accuracy on that same sample. Cells: mean ± std over seeds × fresh models.",
+        "divide by the entire-dataset runs' accuracy on that same sample. Cells: mean ± std over seeds × fresh models. "
+        f"Training is in float32; the sets' test examples are encoded in {config['precision']} (`precision=bf16` "
+        "autocasts the forwards that are not differentiated), the entire-dataset runs' in float32.",
         "",
     ]
     lines += seed_layout(tasks, model)
