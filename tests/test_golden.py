@@ -25,11 +25,11 @@ def digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode) -> dict:
+def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode, *pinned) -> dict:
     cfg = compose("config", [
         "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke",
         "distill.outer_steps=4", "distill.checkpoint_every=2", "distill.seq_len=8", "distill.real_batch_size=8",
-        "distill.ipc=2", "threads=1", f"out={out}", mode,
+        "distill.ipc=2", "threads=1", f"out={out}", mode, *pinned,
     ])
     distilled = distill_task(cfg)
     return {
@@ -58,9 +58,14 @@ def check(name: str, outcome: dict) -> None:
     assert outcome == golden[name]
 
 
+# The code paths are what is pinned, not the presets' values: distill=all has since started its head's inner lr
+# at 3.0 instead of the schema's 0.1, so its run pins the value it had at 1bcbc4d.
+PINNED = {"distill=all": ["distill.inner_lr=0.1"]}
+
+
 @pytest.mark.parametrize("mode", ["distill=head", "distill=last_layer", "distill=all"])
 def test_a_tiny_distillation_gives_the_recorded_metrics(tiny_model_dirs, tiny_task_dir, tmp_path, mode):
-    check(mode, distill_outcome(tiny_model_dirs, tiny_task_dir, tmp_path / "run", mode))
+    check(mode, distill_outcome(tiny_model_dirs, tiny_task_dir, tmp_path / "run", mode, *PINNED.get(mode, [])))
 
 
 def test_a_tiny_sequence_gives_the_recorded_accuracies(tiny_sequence_overrides, tmp_path):
