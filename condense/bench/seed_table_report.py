@@ -61,7 +61,26 @@ def report(results: dict, figures: Path) -> list[str]:
     lines += seed_layout(tasks, model)
     for task, result in tasks.items():
         lines += task_table(task, result)
+    lines += attention_ablation(tasks, config["bench"]["seeds"])
     lines += bars(tasks)
+    return lines
+
+
+def attention_ablation(tasks: dict, seeds: list) -> list[str]:
+    """With and without attention labels: the all-weights text set under its learned protocol and the recipe."""
+    lines = []
+    for task, result in tasks.items():
+        sets = result["sets"].get("1", {})
+        settings = [name.split("attention labels: ")[1].rstrip(")") for name in sets if name.startswith("all-weights text")]
+        if len(settings) < 2:
+            continue
+        lines += [f"**Attention labels, {task}** (all-weights text sets, k = 1, distillation seeds {seeds}; the spread "
+                  "of the seed means is in brackets)", ""]
+        lines += table_head(["attention labels", "learned protocol", "recipe"], "lrr")
+        for setting in settings:
+            stats = sets[encoder_set("text", setting)]
+            lines.append(table_row([setting, *(f"{points(stats[p])} [{100 * stats[p]['std_over_seeds']:.1f}]" for p in ("learned", "finetune"))]))
+        lines.append("")
     return lines
 
 
@@ -72,9 +91,12 @@ def seed_layout(tasks: dict, model: str) -> list[str]:
              "120,000 training rows there, 12,000 here; IMDB 25,000 at up to 512 tokens there, 10,000 at 128 here).", ""]
     lines += table_head(["model", "fine-tuned on", *COLUMNS.values()], "ll" + "r" * len(COLUMNS))
     entire_cells, distilled_cells = [], []
-    for task in COLUMNS:
+    for column in COLUMNS:
+        # A task named after a column with a suffix (sst2_2k) is a stated subsample of it.
+        task = next((t for t in tasks if t == column or t.startswith(f"{column}_")), None)
         result = tasks.get(task)
-        entire_cells.append("—" if result is None else points(result["entire"]["whole_test"]))
+        sample = "" if task == column or result is None else f" ({result['train_examples']:,} training rows)"
+        entire_cells.append("—" if result is None else points(result["entire"]["whole_test"]) + sample)
         best = None if result is None else best_text_set(result["sets"].get("1", {}))
         distilled_cells.append("—" if best is None else points(best[1]))
     lines.append(table_row([f"{model} (here)", "entire dataset", *entire_cells]))
