@@ -194,10 +194,7 @@ def evaluate_against_baselines(
         if name in ("distilled", "decoded"):
             form = "embedding" if name == "distilled" else "text"
             return distilled.training_set(form, encoder.tokenizer, job.task.max_length), distilled.inner
-        chosen = torch.from_numpy(select_coreset(name, train_features, train_labels, config.ipc, config.seed))
-        texts = [task.train["text"][i] for i in chosen.tolist()]
-        start = real_examples_set(encoder, texts, train_labels[chosen], task.label_names, job.task.max_length)
-        labelled = learn_labels(encoder, real, start, config)
+        labelled = labelled_subset(encoder, task, name, train_features, train_labels, real, config, job.task.max_length)
         return labelled.training_set("text", encoder.tokenizer, job.task.max_length), labelled.inner
 
     finetune_inits = evaluation.finetune.n_inits
@@ -233,6 +230,18 @@ def evaluate_against_baselines(
             lambda: linear_probe(train_features, train_labels, test, n_inits=evaluation.probe_inits, seed=evaluation.seed),
         )
     return metrics
+
+
+def labelled_subset(
+    encoder: Encoder, task: Task, name: str, train_features: torch.Tensor, train_labels: torch.Tensor, real: RealData,
+    config: DistillConfig, max_length: int,
+) -> DistilledSet:
+    """The ``name`` coreset (random, kcenters, herding) of ``config.ipc`` real examples per class, with soft labels
+    and lrs learned for its fixed inputs by the same outer loop: the baselines' label treatment."""
+    chosen = torch.from_numpy(select_coreset(name, train_features, train_labels, config.ipc, config.seed))
+    texts = [task.train["text"][i] for i in chosen.tolist()]
+    start = real_examples_set(encoder, texts, train_labels[chosen], task.label_names, max_length)
+    return learn_labels(encoder, real, start, config)
 
 
 def full_finetune(

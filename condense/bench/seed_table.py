@@ -19,14 +19,12 @@ import logging
 from tqdm.auto import tqdm
 
 import condense
-from condense.bench.common import TaskData, distilled, learned_accuracy, task_data, text_form, training_form
+from condense.bench.common import TaskData, distilled, learned_accuracy, task_data, training_form
 from condense.bench.seed_table_report import encoder_set, head_set
 from condense.cache import atomic_write_json, cache_dir, cached, digest, read_json, to_jsonable
 from condense.config import preset, task_config
-from condense.coresets import select_coreset
 from condense.evaluate import finetune_protocol
-from condense.outer import learn_labels, real_examples_set
-from condense.pipeline import fixed_subsample
+from condense.pipeline import fixed_subsample, labelled_subset
 from condense.reference import entire_dataset_reference, summarize_reference
 from condense.report import points, pooled
 from condense.schema import BenchJob
@@ -50,13 +48,11 @@ def encoder_distillation(job: BenchJob, data: TaskData, k: int, seed: int, atten
 
 
 def baseline_set(job: BenchJob, data: TaskData, name: str, k: int, seed: int):
-    """A real subset of k per class with soft labels and lrs learned by the head-mode outer loop."""
-    chosen = select_coreset(name, data.train_features, data.train_labels, k, seed).tolist()
-    texts = [data.task.train["text"][i] for i in chosen]
-    start = real_examples_set(data.encoder, texts, data.train_labels[chosen], data.task.label_names, data.job.task.max_length)
+    """A real subset of k per class, as text, with soft labels and lrs learned by the head-mode outer loop."""
     config = dataclasses.replace(job.distill, ipc=k, seed=seed, outer_steps=job.bench.outer_steps)
-    labelled = learn_labels(data.encoder, data.real(config), start, config)
-    return text_form(data, texts, labelled.soft_labels.to(data.encoder.device))
+    labelled = labelled_subset(data.encoder, data.task, name, data.train_features, data.train_labels, data.real(config),
+                               config, data.job.task.max_length)
+    return training_form(data, labelled, "text")
 
 
 def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict]:
