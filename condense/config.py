@@ -18,7 +18,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from condense.device import resolve_device
-from condense.schema import JOBS, BenchJob, DistillJob, RunJob, TaskConfig
+from condense.schema import DistillJob, RunJob, TaskConfig
+from condense.schema_bench import BenchJob
+
+JOBS = {"config": DistillJob, "run": RunJob, "bench": BenchJob}  # primary config name -> its schema
 
 CONF_PACKAGE = "condense.conf"
 

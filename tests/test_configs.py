@@ -22,7 +22,7 @@ def test_every_option_of_every_group_builds_typed_objects(group, option, tmp_pat
     overrides = [f"{group}={option}"] + ([f"task.path={tmp_path}"] if (group, option) == ("task", "local") else [])
     for primary in GROUPS[group]:
         job = compose(primary, overrides)
-        assert isinstance(job, schema.JOBS[primary])
+        assert isinstance(job, config.JOBS[primary])
         node = job.task_sequence if group == "task_sequence" else getattr(job, group)
         assert dataclasses.is_dataclass(node)
         if group == "task_sequence":
@@ -142,7 +142,7 @@ def test_configs_register_their_schemas_once():
 
     config.register()
     stored = ConfigStore.instance().repo
-    assert {f"{name}_schema.yaml" for name in schema.JOBS} <= set(stored)
+    assert {f"{name}_schema.yaml" for name in config.JOBS} <= set(stored)
 
 
 def test_a_device_this_machine_lacks_is_refused_before_any_data_loads(tmp_path, monkeypatch):

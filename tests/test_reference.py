@@ -11,7 +11,8 @@ from condense.config import task_config
 from condense.evaluate import grouped_batches, lr_factor
 from condense.pipeline import load_task_config
 from condense.reference import entire_dataset_reference, subsample_accuracy, summarize_reference
-from condense.schema import FinetuneRecipe, SeedTableBench
+from condense.schema import FinetuneRecipe
+from condense.schema_bench import SeedTableBench
 
 
 def test_entire_runs_are_cached_per_seed_and_give_exact_subsample_accuracies(tiny_bert, tiny_task_dir, monkeypatch):

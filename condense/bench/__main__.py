@@ -18,7 +18,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from condense.config import ConfigError, compose
-from condense.schema import EXPERIMENTS, BenchJob
+from condense.schema import EXPERIMENTS
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger("condense.bench")
 USAGE = f"usage: condense-bench <{'|'.join(EXPERIMENTS)}|all> [overrides, e.g. bench=paper eval=paper device=cuda]"

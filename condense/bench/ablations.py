@@ -31,7 +31,7 @@ from condense.config import preset
 from condense.coresets import select_coreset
 from condense.outer import learn_labels, real_examples_set
 from condense.report import points, pooled
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,8 @@ from condense.pipeline import (
     real_data,
     task_labels,
 )
-from condense.schema import BenchJob, DistillConfig, DistillJob
+from condense.schema import DistillConfig, DistillJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -38,7 +38,8 @@ from condense.heads import fresh_head
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import encode, linear_head
 from condense.report import summarize_values
-from condense.schema import BenchJob, FinetuneRecipe
+from condense.schema import FinetuneRecipe
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

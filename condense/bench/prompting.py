@@ -31,7 +31,7 @@ from condense.prompting import (
     truncate,
 )
 from condense.report import summarize_values
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from condense.features import cached_tensors, text_features
 from condense.heads import head_accuracy
 from condense.models import linear_head
 from condense.report import summarize_values
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

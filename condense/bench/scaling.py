@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from condense.bench.common import distilled, evaluate_sets, task_data
 from condense.bench.scaling_report import SETS
 from condense.report import points, pooled
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

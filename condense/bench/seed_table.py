@@ -27,7 +27,7 @@ from condense.evaluate import finetune_protocol
 from condense.pipeline import fixed_subsample, labelled_subset
 from condense.reference import entire_dataset_reference, summarize_reference
 from condense.report import points, pooled
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from condense.evaluate import finetune_protocol
 from condense.heads import head_accuracy, train_head
 from condense.models import encode
 from condense.report import points, pooled, summarize_values
-from condense.schema import BenchJob
+from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
 
