@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from condense.cache import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "config_errors.json"
 CASES = [  # (what is wrong, module, override, the key the message must name)
@@ -81,7 +83,7 @@ def main() -> None:
                     "cpu_count": os.cpu_count(), "python": platform.python_version()},
         "cases": cases,
     }
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(RESULTS, json.dumps(report, indent=1) + "\n")
     print(f"wrote {RESULTS}")
 
 

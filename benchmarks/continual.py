@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from condense.cache import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -45,7 +47,7 @@ def main() -> None:
     name = "_then_".join(results["sequence"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     results["config"]["overrides"] = overrides
-    (RESULTS / f"continual_{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(RESULTS / f"continual_{name}.json", json.dumps(results, indent=1) + "\n")
     print((folder / "results.md").read_text())
     print(f"wrote {RESULTS / f'continual_{name}.json'}; python benchmarks/report.py draws its figures into docs/")
 

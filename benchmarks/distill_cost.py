@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from condense.cache import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "distill_cost.json"
 MODES = {"head": ("head", 60), "last_n_layers=1": ("last_layer", 10), "all": ("all", 6)}
@@ -77,7 +79,7 @@ def main() -> None:
     report["machine"] = machine()
     report["seeds"] = args.seeds
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(RESULTS, json.dumps(report, indent=1) + "\n")
     print(f"wrote {RESULTS}")
 
 

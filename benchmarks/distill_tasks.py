@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from condense.cache import locked
+from condense.cache import atomic_write_text, locked
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,7 +58,7 @@ def run_unless_finished(variant: str, task: str, seed: int, out: Path) -> None:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+    atomic_write_text(out / "wall_seconds.txt", f"{time.perf_counter() - started:.1f}\n")
     print(f"done {variant} {task} seed {seed}", flush=True)
 
 
@@ -144,7 +144,7 @@ def main() -> None:
             machine=machine(),
             command=f"python benchmarks/distill_tasks.py --tasks {task} --seeds {' '.join(map(str, args.seeds))}",
         )
-        path.write_text(json.dumps(report, indent=1) + "\n")
+        atomic_write_text(path, json.dumps(report, indent=1) + "\n")
         print(f"wrote {path}")
         for variant, summary in report["variants"].items():
             print(f"  {variant}: " + ", ".join(

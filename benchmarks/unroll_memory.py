@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from condense.cache import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "unroll_memory.json"
 MODES = ("full", "checkpoint")
@@ -186,7 +188,7 @@ def main() -> None:
         "ratios": ratios,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

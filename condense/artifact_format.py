@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from condense.cache import atomic_write, json_text
+from condense.cache import atomic_write, finish_interrupted_writes, json_text
 
 FORMAT_VERSION = 1  # plain single-task sets
 # Merged sets get their own version so an older reader refuses them instead of
@@ -46,8 +46,10 @@ class ArtifactError(ValueError):
 
 
 def write_folder(directory: Path, tensors: dict[str, torch.Tensor], meta: dict, metrics: dict, text_lines: str) -> None:
-    """Write the four files, all before any replaces its predecessor and meta.json last (see
-    `condense.cache.atomic_write`): a crash leaves the previous folder, never a torn file or a mix of old and new."""
+    """Write the four files, all before any replaces its predecessor and meta.json last, with one
+    `condense.cache.atomic_write`. A kill while they are written leaves the previous folder; one while they are
+    renamed leaves a journal that `read_folder` (or the next write) completes first, so a reader sees the old
+    version or the new one, never a torn file or a mix. Concurrent writers of one folder must hold a lock."""
     version = MERGED_FORMAT_VERSION if "task_ids" in tensors else FORMAT_VERSION
     meta = {**meta, "format_version": version, "versions": _versions()}
     host = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
@@ -63,6 +65,7 @@ def read_folder(directory: Path) -> dict[str, Any]:
     """The `DistilledSet` fields the folder's files hold; raises ArtifactError naming the file at fault."""
     if not directory.is_dir():
         raise ArtifactError(f"distilled-set folder {directory} does not exist")
+    finish_interrupted_writes(directory)  # a save killed between two renames would otherwise read as a mix
     paths = {name: directory / name for name in (EMBEDDINGS_FILE, META_FILE, TEXT_FILE, METRICS_FILE)}
     for path in paths.values():
         if not path.is_file():

@@ -3,21 +3,27 @@
 Everything condense keeps between runs (encoded features, distilled sets, full-data references, finished runs, the
 dequantised SmolLM2 copy) lives under :func:`cache_dir` or an output folder, is named by a :func:`digest` of what
 made it, and is written atomically: into a temporary file beside its target, flushed to disk, then moved into place
-with ``os.replace``, so a crash or a parallel reader sees the old file or the new one, never a torn one.
+with ``os.replace``, so a crash or a parallel reader sees the old file or the new one, never a torn one. A write of
+several files (a distilled-set folder) also commits a journal of its renames before making them, so a kill between
+two renames is rolled forward by :func:`finish_interrupted_writes`: a reader that calls it sees the complete old
+version or the complete new one, never a mix.
 :func:`cached` is the read-or-compute-and-store pattern on top, and :func:`locked` makes concurrent processes
 (``benchmarks/distill_tasks.py --jobs 2``) wait for one another instead of computing the same thing twice.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import enum
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -34,12 +40,14 @@ log = logging.getLogger(__name__)
 __all__ = [
     "atomic_directory",
     "atomic_save_tensors",
+    "atomic_savefig",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
     "cache_dir",
     "cached",
     "digest",
+    "finish_interrupted_writes",
     "json_text",
     "locked",
     "read_json",
@@ -48,6 +56,7 @@ __all__ = [
 
 T = TypeVar("T")
 DIGEST_LENGTH = 24  # hex characters: 96 bits, ample for a cache and short enough for a file name
+JOURNAL_PREFIX, JOURNAL_SUFFIX = ".atomic-write.", ".journal"  # hidden, and unlike a temporary file's ".tmp"
 
 
 def cache_dir() -> Path:
@@ -130,24 +139,73 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def atomic_write(writers: Mapping[Path, Callable[[Path], None]]) -> None:
     """Write several files all or nothing: ``write(temporary)`` fills a temporary file beside each target, and only
-    when every one succeeded are they moved into place, in the mapping's order (so the last is the one a reader
-    checks for completeness). A failure leaves every target as it was and no temporary file behind."""
+    when every one succeeded are they moved into place, in the mapping's order. A failure while writing leaves every
+    target as it was and no temporary file behind. With several files, the renames are first committed to a journal
+    in the last target's folder, which :func:`finish_interrupted_writes` completes after a kill (or an exception)
+    during them. Two processes writing the same files at once must hold :func:`locked`, or their renames interleave.
+    """
+    targets = [Path(target) for target in writers]
+    for folder in dict.fromkeys(target.parent for target in targets):
+        folder.mkdir(parents=True, exist_ok=True)
+        finish_interrupted_writes(folder)  # an older write's pending renames must land before ours, never after
     staged: list[tuple[Path, Path]] = []
+    committed = False
     try:
-        for target, write in writers.items():
-            target = Path(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
+        for target, write in zip(targets, writers.values()):
             temporary = _new_temporary_file(target)
             staged.append((temporary, target))
             write(temporary)
             _fsync(temporary)
-        for temporary, target in staged:
-            os.replace(temporary, target)
-        for folder in {target.parent for _, target in staged}:
-            _fsync_folder(folder)
+        if len(staged) < 2:  # one os.replace is atomic already: no journal
+            for temporary, target in staged:
+                os.replace(temporary, target)
+                _fsync_folder(target.parent)
+            return
+        journal = targets[-1].parent / f"{JOURNAL_PREFIX}{uuid.uuid4().hex}{JOURNAL_SUFFIX}"
+        renames = [[os.path.relpath(path, journal.parent) for path in pair] for pair in staged]
+        journal_temporary = _new_temporary_file(journal)
+        staged.append((journal_temporary, journal))  # deleted with the others until it is in place
+        journal_temporary.write_text(json.dumps({"renames": renames}), encoding="utf-8")
+        _fsync(journal_temporary)
+        os.replace(journal_temporary, journal)
+        staged.pop()
+        _fsync_folder(journal.parent)  # the journal is durable before the first target changes
+        committed = True
+        _roll_forward(journal, staged)
     finally:
-        for temporary, _ in staged:
-            temporary.unlink(missing_ok=True)
+        if not committed:
+            for temporary, _ in staged:
+                temporary.unlink(missing_ok=True)
+
+
+def finish_interrupted_writes(folder: str | os.PathLike) -> int:
+    """Complete the multi-file writes into ``folder`` whose renames were interrupted (their journals are still
+    there): move each temporary file still present onto its target, then delete the journal. Safe while the writer,
+    or another process finishing the same journal, is still at it. Returns how many journals it finished."""
+    folder = Path(folder)
+    finished = 0
+    for journal in sorted(folder.glob(f"{JOURNAL_PREFIX}*{JOURNAL_SUFFIX}")):
+        try:
+            renames = json.loads(journal.read_text(encoding="utf-8"))["renames"]
+        except FileNotFoundError:  # finished by its writer or another reader since the glob
+            continue
+        log.info("finishing an interrupted write into %s (%s)", folder, journal.name)
+        _roll_forward(journal, [(folder / temporary, folder / target) for temporary, target in renames])
+        finished += 1
+    return finished
+
+
+def _roll_forward(journal: Path, renames: list[tuple[Path, Path]]) -> None:
+    for temporary, target in renames:
+        try:
+            os.replace(temporary, target)
+        except FileNotFoundError:
+            if temporary.exists():  # the target's folder is gone: a real error
+                raise
+            # Moved already: before a kill, or by a concurrent roll-forward of the same journal.
+    for folder in dict.fromkeys(target.parent for _, target in renames):
+        _fsync_folder(folder)
+    journal.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -171,11 +229,22 @@ def atomic_save_tensors(
     return path
 
 
+def atomic_savefig(fig: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """A matplotlib figure's ``savefig``, written atomically. The format comes from ``path``'s suffix unless given:
+    matplotlib would otherwise take it from the temporary file's ``.tmp``."""
+    path = Path(path)
+    kwargs.setdefault("format", path.suffix.lstrip(".") or None)
+    atomic_write({path: lambda temporary: fig.savefig(temporary, **kwargs)})
+    return path
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """A fresh folder beside ``path`` to fill inside the block (for writers such as ``save_pretrained`` that make
     several files of their own), moved to ``path`` when the block succeeds and deleted when it fails. A ``path``
-    already there is replaced: callers use this when what is there is missing or incomplete."""
+    already there is replaced by one atomic exchange of the two folders where the system has one (Linux), so a
+    kill leaves the old folder or the new one; elsewhere the old one is renamed aside first, leaving a moment with
+    no folder at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -185,12 +254,32 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         for file in temporary.rglob("*"):
             if file.is_file():
                 _fsync(file)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+        if not (path.exists() and _exchange(temporary, path)):  # after an exchange, temporary holds the old one
+            if path.exists():
+                aside = path.with_name(f".{path.name}.{uuid.uuid4().hex}.old")
+                os.replace(path, aside)
+                os.replace(temporary, path)
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.replace(temporary, path)
         _fsync_folder(path.parent)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where that is missing."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+    if renameat2 is None:  # not Linux, or a C library older than glibc 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, rename_exchange = -100, 2  # AT_FDCWD and RENAME_EXCHANGE from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_cwd, os.fsencode(a), at_cwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a kernel or file system without the flag
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 @contextmanager

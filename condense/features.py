@@ -100,11 +100,12 @@ def cached_tensors(
     key: tuple[str, ...], compute: Callable[[], dict[str, torch.Tensor]], what: str, folder: str = "features"
 ) -> dict[str, torch.Tensor]:
     """``compute()``'s tensors, read from ``cache_dir()/folder`` when ``key`` was computed before, else computed and
-    written there (atomically, so an interrupted run never leaves a half-written entry)."""
+    written there (atomically, so an interrupted run never leaves a half-written entry; locked, so parallel jobs of a
+    sweep that need the same features wait for the first one's instead of encoding them again)."""
     path = cache_dir() / folder / f"{digest(key)}.safetensors"
 
     def compute_and_say() -> dict[str, torch.Tensor]:
         log.info("computing %s (cached at %s)", what, path)
         return compute()
 
-    return cached(path, compute_and_say, load_file, atomic_save_tensors)
+    return cached(path, compute_and_say, load_file, atomic_save_tensors, lock=True)

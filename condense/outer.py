@@ -12,6 +12,7 @@ set that is trained is exactly its decoded text; the gradient still reaches the 
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from condense.artifact import DistilledSet
 from condense.attention import AttentionSpec, attention_spec, select, target_logits
 from condense.attention import targets as attention_targets
+from condense.checkpoint import OuterState, restore
 from condense.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
 from condense.features import trim_padding
 from condense.inner import soft_cross_entropy, unrolled_train
@@ -139,14 +141,20 @@ def distill(
     real: RealData,
     start: DistilledSet,
     config: DistillConfig,
-    on_checkpoint: Callable[[DistilledSet, int], None] | None = None,
+    on_checkpoint: Callable[[OuterState], None] | None = None,
     progress: bool = True,
+    resume: OuterState | None = None,
+    checkpoint_seconds: float | None = None,
 ) -> DistilledSet:
     """Learn the embeddings, soft labels and inner learning rates of ``start`` by BPTT; returns the learned set.
 
     ``start`` is a set of tokens (:func:`initial_set`, :func:`real_examples_set`) or of embeddings; the result
     carries its inner protocol (``meta["inner"]``), its decoded text, and how far it got (``meta["progress"]``,
-    ``meta["outer_loss"]``), ready to save or to train on (:meth:`DistilledSet.training_set`)."""
+    ``meta["outer_loss"]``), ready to save or to train on (:meth:`DistilledSet.training_set`).
+
+    ``on_checkpoint`` receives the whole outer-loop state every ``config.checkpoint_every`` steps and whenever
+    ``checkpoint_seconds`` have passed since the last one; the same ``start`` and ``config`` with ``resume`` set to
+    such a state continue from it and end with the tensors of a run that was never stopped."""
     if config.trains_encoder and real.tokens is None:
         raise ValueError(f"distill.params={config.params} trains the encoder and needs real tokens, not features")
     if not config.trains_encoder and real.features is None:
@@ -236,25 +244,28 @@ def distill(
             )
 
     history: list[float] = []
-    started = time.perf_counter()
-    steps = tqdm(range(config.outer_steps), desc="distilling", disable=not progress, leave=False)
+    first, seconds_before = 0, 0.0
+    if resume is not None:  # every draw before the loop was replayed above; the generator now jumps ahead
+        restore(resume, (inputs, label_logits, log_lrs, attention_logits), optimizer, generator)
+        history, first, seconds_before = list(resume.history), resume.step, resume.seconds
+
+    def state(done: int) -> OuterState:  # copies: the live tensors move on after the checkpoint
+        optimizer_state = None if optimizer is None else copy.deepcopy(optimizer.state_dict())
+        attention_state = None if attention_logits is None else attention_logits.detach().clone()
+        return OuterState(done, inputs.detach().clone(), label_logits.detach().clone(), log_lrs.detach().clone(),
+                          attention_state, optimizer_state, generator.get_state(), list(history),
+                          seconds_before + time.perf_counter() - started)
+
+    started = last_checkpoint = time.perf_counter()
+    steps = tqdm(range(first, config.outer_steps), desc="distilling", disable=not progress, leave=False,
+                 initial=first, total=config.outer_steps)
     for step in steps:
         head = init_head(encoder.hidden_size, num_classes, generator, table.dtype, device)
         params = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, encoder_names)}
         batch = torch.randint(len(real.labels), (min(config.real_batch_size, len(real.labels)),), generator=generator)
-        loss = outer_loss(
-            encoder,
-            params,
-            forward_inputs() if frozen_features is None else None,
-            mask,
-            targets(),
-            log_lrs.exp(),
-            real.batch(batch),
-            config.inner_optimizer,
-            synthetic_features=frozen_features,
-            checkpoint=config.bptt == "checkpoint",
-            attention=attention(),
-        )
+        loss = outer_loss(encoder, params, forward_inputs() if frozen_features is None else None, mask, targets(),
+                          log_lrs.exp(), real.batch(batch), config.inner_optimizer, synthetic_features=frozen_features,
+                          checkpoint=config.bptt == "checkpoint", attention=attention())
         history.append(loss.item())
         if optimizer is not None:
             optimizer.zero_grad()
@@ -262,13 +273,16 @@ def distill(
             torch.nn.utils.clip_grad_norm_([p for g in learned for p in g["params"]], config.clip_norm)
             optimizer.step()
         steps.set_postfix(outer_loss=f"{sum(history[-20:]) / len(history[-20:]):.3f}")
-        if on_checkpoint is not None and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.outer_steps:
-            on_checkpoint(snapshot(step + 1), step + 1)
-    seconds = time.perf_counter() - started
+        due = (step + 1) % config.checkpoint_every == 0 or (
+            checkpoint_seconds is not None and time.perf_counter() - last_checkpoint >= checkpoint_seconds)
+        if on_checkpoint is not None and due and step + 1 < config.outer_steps:
+            on_checkpoint(state(step + 1))
+            last_checkpoint = time.perf_counter()
+    seconds = seconds_before + time.perf_counter() - started
     result = snapshot(config.outer_steps, seconds)
     log.info(
         "distilled %d examples in %.0f s (%.2f outer steps/s), final outer loss %.3f",
-        len(labels), seconds, config.outer_steps / max(seconds, 1e-9),
+        len(labels), seconds, (config.outer_steps - first) / max(seconds - seconds_before, 1e-9),
         sum(history[-20:]) / max(len(history[-20:]), 1),
     )
     return result

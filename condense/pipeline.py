@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 import condense
+from condense import checkpoint
 from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
-from condense.cache import atomic_write_json, cache_dir, cached, digest, read_json, to_jsonable
+from condense.cache import atomic_write_json, cache_dir, cached, digest, locked, read_json, to_jsonable
 from condense.coresets import select_coreset
 from condense.data import Task, check_examples_per_class, task_from_config
 from condense.device import resolve_device
@@ -33,7 +34,12 @@ log = logging.getLogger(__name__)
 
 
 def distill_task(job: DistillJob) -> DistilledSet:
-    """Distil (or reuse) the task's set, then evaluate it against the baselines; both saved in ``job.out``."""
+    """Distil (or reuse) the task's set, then evaluate it against the baselines; both saved in ``job.out``.
+
+    A search trial (``job.search.enabled``) distils on the training rows outside a validation split and is scored on
+    that split alone (:mod:`condense.search`): its test split is dropped before anything is encoded."""
+    from condense import search  # here: only this function of the module knows about searches
+
     torch.set_num_threads(job.threads)
     out = Path(job.out)
     encoder = job_encoder(job)  # first: an unusable device fails before the data loads
@@ -41,10 +47,19 @@ def distill_task(job: DistillJob) -> DistilledSet:
     max_length = job.task.max_length
     train_labels = task_labels(task.train, encoder)
     train_features = text_features(encoder, task.train["text"], max_length, f"{task.name} train texts")
+    if job.search.enabled:  # the whole split's features are cached already: select the kept rows, never re-encode
+        task, keep = search.validation_split(task, job.search)
+        train_labels, train_features = train_labels[keep.to(encoder.device)], train_features[keep.to(train_features.device)]
+    search.claim_folder(out, job)
     real = real_data(encoder, task, train_labels, train_features, max_length, job.distill)
     distilled = distilled_set(job, encoder, task, real)
 
-    test = held_out_data(encoder, task, max_length, job.eval)
+    test = held_out_data(encoder, task, max_length, job.eval)  # a search trial's validation rows
+    if job.search.enabled:
+        distilled.metrics = search.validation_metrics(encoder, task, distilled, test, job)
+        distilled.save(out)
+        log.info("search trial on %s: validation accuracy %s", task.name, distilled.metrics["validation"]["distilled"])
+        return distilled
     progress_file = out / "metrics.partial.json"
     distilled.metrics = evaluate_against_baselines(
         encoder, task, distilled, train_labels, train_features, real, test, job, progress_file
@@ -70,31 +85,39 @@ def task_labels(split, encoder: Encoder) -> torch.Tensor:
 
 
 def distilled_set(job: DistillJob, encoder: Encoder, task: Task, real: RealData | None = None) -> DistilledSet:
-    """The set in ``job.out`` when it was made with this task, model and distill config; else distil and save it."""
+    """The set in ``job.out`` when it was made with this task, model and distill config; else distil and save it,
+    resuming from the checkpoint there when one of this run exists. Processes sharing ``out`` (two benches on one
+    cache) wait for one another (a lock beside the folder), so the set is made once."""
     out = Path(job.out)
-    distilled = finished_distillation(out, job)
-    if distilled is not None:
-        log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
+    with locked(out):
+        distilled = finished_distillation(out, job)
+        if distilled is not None:
+            log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
+            return distilled
+        config = job.distill
+        check_examples_per_class(task, config.ipc)
+        train_labels = task_labels(task.train, encoder)
+        if real is None:
+            features = None if config.trains_encoder else text_features(
+                encoder, task.train["text"], job.task.max_length, f"{task.name} train texts"
+            )
+            real = real_data(encoder, task, train_labels, features, job.task.max_length, config)
+        start = initial_set(encoder, task.train["text"], train_labels, task.label_names, config.ipc, config.seq_len, config.seed)
+
+        checkpoint_path, identity = out / checkpoint.FILE, checkpoint.run_identity(job)
+        resume = checkpoint.load(checkpoint_path, identity)
+        if resume is None:
+            log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
+        else:
+            log.info("distilling %s: resuming from outer step %d of %d (checkpoint %s)", task.name, resume.step,
+                     config.outer_steps, checkpoint_path)
+        result = distill(encoder, real, start, config, resume=resume, checkpoint_seconds=job.checkpoint_seconds,
+                         on_checkpoint=lambda state: checkpoint.save(checkpoint_path, state, identity))
+        distilled = with_provenance(encoder, task, result, job)
+        distilled.save(out)
+        checkpoint_path.unlink(missing_ok=True)  # the artefact supersedes it
+        log.info("saved the distilled set to %s", out)
         return distilled
-    config = job.distill
-    check_examples_per_class(task, config.ipc)
-    train_labels = task_labels(task.train, encoder)
-    if real is None:
-        features = None if config.trains_encoder else text_features(
-            encoder, task.train["text"], job.task.max_length, f"{task.name} train texts"
-        )
-        real = real_data(encoder, task, train_labels, features, job.task.max_length, config)
-    start = initial_set(encoder, task.train["text"], train_labels, task.label_names, config.ipc, config.seq_len, config.seed)
-
-    def save_checkpoint(state: DistilledSet, step: int) -> None:
-        with_provenance(encoder, task, state, job).save(out / "checkpoint")
-
-    log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
-    result = distill(encoder, real, start, config, on_checkpoint=save_checkpoint)
-    distilled = with_provenance(encoder, task, result, job)
-    distilled.save(out)
-    log.info("saved the distilled set to %s", out)
-    return distilled
 
 
 def cached_distillation_dir(groups: dict, label: str) -> Path:

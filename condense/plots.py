@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # files only; no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from condense.cache import atomic_savefig  # noqa: E402
+
 log = logging.getLogger(__name__)
 
 
@@ -60,7 +62,7 @@ def forgetting_curves(results: dict, path: Path) -> None:
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
     fig.tight_layout(rect=(0, 0.11, 1, 1))
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)  # a run killed while drawing keeps the previous figure
     plt.close(fig)
     log.info("wrote %s", path)
 
@@ -97,6 +99,6 @@ def accuracy_matrices(results: dict, path: Path) -> None:
             if row == len(grid) - 1:
                 ax.set_xlabel("evaluated on", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label="test accuracy (%), mean over seeds")
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)  # a run killed while drawing keeps the previous figure
     plt.close(fig)
     log.info("wrote %s", path)

@@ -206,6 +206,20 @@ class TaskSequenceConfig:
 
 
 @dataclass
+class SearchConfig:
+    """``search``: a hyper-parameter search trial (``hydra/sweeper=distill_search`` turns it on). The job distils on
+    the training rows outside a stratified validation split and returns its score there; the test split is never
+    read, so a search cannot tune on it (:mod:`condense.search`)."""
+
+    enabled: bool = False
+    validation_fraction: float = positive(0.1)  # of the training rows, below 1
+    max_validation_examples: Optional[int] = at_least(1000, 1)  # None: the fraction alone
+    # The split's draw, the same in every trial: all trials are scored on the same rows.
+    seed: int = at_least(0, 0)
+    n_inits: int = at_least(5, 1)  # fresh heads trained on the distilled set by its learned protocol, then scored
+
+
+@dataclass
 class Runtime:
     """Where and how fast: resolved once by the entry point (:mod:`condense.device`)."""
 
@@ -227,6 +241,7 @@ class DistillJob(Runtime):
     model: ModelConfig = field(default_factory=ModelConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     out: str = "runs/${task_name:${task.name},${task.path},${task.train_file}}/${distill.params}-ipc${distill.ipc}-seed${distill.seed}"
 
 

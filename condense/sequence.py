@@ -4,12 +4,15 @@
 :func:`run_sequence`, which distils any task whose distilled set is not cached yet
 (keyed by a hash of its task, model and distill config), runs every strategy of ``continual.strategies`` in every
 scenario over every seed, and writes ``results.json``, ``results.md``, ``forgetting_curves.png`` and
-``accuracy_matrices.png`` in the run folder.
+``accuracy_matrices.png`` in the run folder. Each finished strategy x scenario x seed run is kept under
+``runs/`` there, so a job stopped at any point and started again resumes after the last finished run, and writes
+the ``results.json`` an uninterrupted job writes (wall times aside).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -21,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from tqdm.auto import tqdm
 
 from condense.artifact import FORMS, DistilledSet
-from condense.cache import atomic_write_json, atomic_write_text, cached, read_json, to_jsonable
+from condense.cache import atomic_write_json, atomic_write_text, cached, json_text, read_json, to_jsonable
 from condense.config import sequence_name, task_config
 from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, run_strategy
 from condense.data import Task, stratified_indices
@@ -45,7 +48,8 @@ def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> Dis
     distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=PROJECTION[form])
     groups = {"task": task_cfg, "model": job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
-    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision, out=str(out))
+    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision,
+                      checkpoint_seconds=job.checkpoint_seconds, out=str(out))
 
 
 def distilled_sets(job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig]) -> dict[str, list[DistilledSet]]:
@@ -139,6 +143,9 @@ def run_sequence(job: RunJob) -> dict:
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
 
     settings_key = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
+    if job.precision != "fp32":  # bf16 trains other runs; fp32 keys stay those of runs made before precisions
+        settings_key["precision"] = job.precision
+    reused = 0
     runs: list[dict] = []
     total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
     with tqdm(total=total, desc=f"{sequence_name(names)}: strategy runs") as progress:
@@ -147,12 +154,15 @@ def run_sequence(job: RunJob) -> dict:
             for strategy in strategies:
                 for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
-                    runs.append(_run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
-                                              lambda: run_strategy(strategy, encoder, data, continual, seed)))
+                    result, finished = _run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
+                                                     lambda: run_strategy(strategy, encoder, data, continual, seed))
+                    runs.append(result)
+                    reused += finished
                     progress.update()
                 log.info("%s / %s: %s", scenario, strategy, one_line(summarize_runs([r for r in runs if
                          r["scenario"] == scenario and r["strategy"] == strategy])))
 
+    log.info("reusing %d finished runs of %d, ran %d", reused, total, total - reused)
     results = {
         "sequence": names,
         "command": "python -m condense.run " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
@@ -174,8 +184,17 @@ def run_sequence(job: RunJob) -> dict:
     return results
 
 
-def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
-    """A finished run of the same settings is read back, so an interrupted job resumes where it stopped."""
+def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
+    """A finished run of the same settings is read back, so an interrupted job resumes where it stopped; returns the
+    run and whether it was read back. A fresh run is returned as it reads back (non-finite floats as None, tuples as
+    lists), so the summaries of a resumed job are those of an uninterrupted one."""
+    computed = False
+
+    def fresh() -> dict:
+        nonlocal computed
+        computed = True
+        return json.loads(json_text(compute()))
+
     def load(saved_path: Path) -> dict | None:
         saved = read_json(saved_path)
         return saved["result"] if saved["settings"] == settings_key else None
@@ -183,4 +202,6 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> dict:
     def save(saved_path: Path, result: dict) -> None:
         atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)
 
-    return cached(path, compute, load, save)
+    result = cached(path, fresh, load, save)
+    log.debug("%s %s", "ran" if computed else "reusing finished run", path.name)
+    return result, not computed

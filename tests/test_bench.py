@@ -114,6 +114,10 @@ def test_ablations_cover_every_factor_and_separate_the_label_effect(tiny_model_d
     job = bench_config(tiny_model_dirs, tiny_task_dir, "bench.ablations.encoder_outer_steps=1", "bench.ablations.encoder_n_inits=1",
                        f"results_dir={tmp_path}")
     results = run_experiment("ablations", job, "python -m condense.bench ablations")
+    # Each of the 10 distinct variants (the base once) and the label-only comparison is a cell, for the one seed: a
+    # rerun reads each back and agrees exactly.
+    again = run_experiment("ablations", job, "python -m condense.bench ablations")
+    assert again["cells"] == {"computed": 0, "reused": 10 + 1} and again["tasks"] == results["tasks"]
     tiny = results["tasks"]["tiny"]
     factors = ablations_report.FACTORS
     assert {factor: set(choices) for factor, choices in tiny["factors"].items()} == {
@@ -158,6 +162,9 @@ def test_transfer_trains_every_set_with_every_recipe(tiny_model_dirs, tiny_task_
     job = bench_config(tiny_model_dirs, tiny_task_dir, "bench.transfer.finetune_inits=1", f"results_dir={tmp_path}",
                        "results_name=bench_transfer_tiny")
     results = run_experiment("transfer", job, "python -m condense.bench transfer")
+    # 3 sets x 4 recipes and 2 bag-of-words fits, each a cell: a rerun reads them back and agrees exactly.
+    again = run_experiment("transfer", job, "python -m condense.bench transfer")
+    assert again["cells"] == {"computed": 0, "reused": 3 * 4 + 2} and again["tasks"] == results["tasks"]
     assert json.loads((tmp_path / "bench_transfer_tiny.json").read_text())["name"] == "bench_transfer_tiny"
     summary = results["tasks"]["tiny"]["summary"]
     recipes = transfer_report.RECIPES

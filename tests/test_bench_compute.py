@@ -62,6 +62,16 @@ def right_answers(accuracies: list[float]) -> list[int]:
     return counts
 
 
+def test_a_rerun_reads_every_measurement_back(results, bench_cfg, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONDENSE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        again = run_experiment("compute", bench_cfg, "python -m condense.bench compute (test)")
+    # Per form, the heads on the one set (2); its fine-tuning (1); head streams (2 seeds x raw / cached) and
+    # fine-tuning streams (2 seeds); the encoding sample (1).
+    assert again["cells"] == {"computed": 0, "reused": 2 + 1 + 4 + 2 + 1}
+    assert again["tasks"] == results["tasks"]  # the timings too: a resumed run keeps those it had measured
+
+
 def test_full_data_curves_rise_in_time_and_examples(results):
     for curve in all_curves(results["tasks"]["tiny"]):
         assert curve["examples"][0] == 0 and curve["seconds"][0] == 0.0

@@ -212,6 +212,9 @@ def test_prompting_experiment_runs_end_to_end_and_reports_every_condition(
         "bench.outer_steps=2", "bench.prompting.test_examples=6", "bench.prompting.orderings=2", "bench.seeds=[0]",
     ])
     results = run_experiment("prompting", job, "python -m condense.bench prompting")
+    # One cell per prompt (zero-shot, and a distilled and a random one per ordering): a rerun reads them back.
+    again = run_experiment("prompting", job, "python -m condense.bench prompting")
+    assert again["cells"] == {"computed": 0, "reused": 1 + 2 * 2} and again["tasks"] == results["tasks"]
     saved = json.loads((tmp_path / "bench_prompting.json").read_text())
     tiny = saved["tasks"]["tiny"]
     assert tiny["test_examples"] == 6 and tiny["label_words"] == ["business", "sports", "tech"]

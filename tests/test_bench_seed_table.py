@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from condense.bench import seed_table_report
 from condense.bench.__main__ import run_experiment
 from condense.cache import cache_dir
@@ -24,6 +22,8 @@ def tiny_job(tiny_model_dirs, task_dir, tmp_path, *overrides):
 
 def test_seed_table_computes_every_row_once_and_reports_the_seed_layout(tiny_model_dirs, tiny_task_dir, tmp_path):
     job = tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path)
+    cells = cache_dir() / "evaluations"  # shared by the session's experiments: count only this run's cells
+    before = {p.name for p in cells.glob("*.json")}
     results = run_experiment("seed_table", job, "python -m condense.bench seed_table")
     tiny = results["tasks"]["tiny"]
     entire = tiny["entire"]
@@ -39,11 +39,12 @@ def test_seed_table_computes_every_row_once_and_reports_the_seed_layout(tiny_mod
     assert set(tiny["sets"]["1"][seed_table_report.encoder_set("embedding", "none")]) == {"learned"}
 
     # The full-data runs and every evaluation are cached: a second run computes nothing and agrees exactly.
-    cached = sorted(p.name for p in (cache_dir() / "evaluations").iterdir() if p.suffix == ".json")
+    cached = {p.name for p in cells.glob("*.json")} - before
     # seeds x (k=1: head text + 3 real subsets + 2 attention settings x (2 learned forms + 1 recipe); k=2: 4 sets)
-    assert len(cached) == 2 * ((4 + 2 * 3) + 4)
+    assert len(cached) == 2 * ((4 + 2 * 3) + 4) == results["cells"]["computed"] + results["cells"]["reused"]
     again = run_experiment("seed_table", job, "python -m condense.bench seed_table")
-    assert again["tasks"] == json.loads(json.dumps(results["tasks"]))
+    assert again["cells"] == {"computed": 0, "reused": len(cached)}
+    assert again["tasks"] == results["tasks"]  # cached and fresh cells read alike: no JSON round trip needed
 
     text = "\n".join(seed_table_report.report(results, tmp_path))
     assert "| BERT-base (seed) | entire dataset | 94.46 | 93.86 | 91.86 | 84.71 |" in text

@@ -224,3 +224,29 @@ def test_temporary_files_get_the_default_permissions(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     assert path.stat().st_mode == plain.stat().st_mode  # not mkstemp's 0600
+
+
+def test_atomic_directory_without_an_atomic_exchange_still_replaces_whole(tmp_path, monkeypatch):
+    import condense.cache
+
+    monkeypatch.setattr(condense.cache, "_exchange", lambda a, b: False)  # not Linux, or a file system without it
+    target = tmp_path / "copy"
+    for version in ("old", "new"):
+        with atomic_directory(target) as temporary:
+            (temporary / "config.json").write_text(version)
+    assert (target / "config.json").read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["copy"], "the old folder set aside is deleted"
+
+
+def test_atomic_savefig_takes_the_format_from_the_target_not_the_temporary(tmp_path):
+    from condense.cache import atomic_savefig
+    from condense.plots import plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    atomic_savefig(fig, tmp_path / "a.png", dpi=50)
+    atomic_savefig(fig, tmp_path / "a.svg")
+    plt.close(fig)
+    assert (tmp_path / "a.png").read_bytes().startswith(b"\x89PNG")
+    assert b"<svg" in (tmp_path / "a.svg").read_bytes()[:500]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.svg"]

@@ -79,5 +79,9 @@ def test_checkpoints_are_offered_during_the_run(tiny_bert, real):
     seen = []
     config = DistillConfig(outer_steps=5, checkpoint_every=2, real_batch_size=8, seq_len=8)
     start = initial_set(tiny_bert, TEXTS, LABELS, NAMES, 1, 8, 0)
-    distill(tiny_bert, real, start, config, on_checkpoint=lambda state, step: seen.append(step), progress=False)
+    distill(tiny_bert, real, start, config, on_checkpoint=lambda state: seen.append(state.step), progress=False)
     assert seen == [2, 4]
+    seen.clear()  # every step once a checkpoint is always due by time; never after the last step (the artefact is)
+    distill(tiny_bert, real, start, config, on_checkpoint=lambda state: seen.append(state.step), progress=False,
+            checkpoint_seconds=0.0)
+    assert seen == [1, 2, 3, 4]

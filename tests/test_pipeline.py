@@ -39,7 +39,7 @@ def test_distill_task_writes_a_complete_artefact(tiny_model_dirs, tiny_task_dir,
             assert entry["n"] == (2 if protocol == "learned" and name != "full" else 1), (protocol, name)
             if entry["n"] == 1:
                 assert entry["std"] == 0.0 and entry["mean"] * 12 == pytest.approx(round(entry["mean"] * 12), abs=1e-5)
-    assert (tmp_path / "run" / "checkpoint" / "meta.json").exists()
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()  # the finished artefact supersedes it
     assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == loaded.metrics
 
 

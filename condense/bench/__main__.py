@@ -1,7 +1,9 @@
 """``python -m condense.bench <experiment> [hydra overrides]`` (or ``condense-bench``): one experiment of the suite,
 or ``all``.
 
-Writes ``<results_dir>/bench_<experiment>.json`` with the command, preset, machine and wall time, then, when
+Writes ``<results_dir>/bench_<experiment>.json`` with the command, preset, machine and wall time, and how many
+distilled sets and evaluation cells it reused from the cache (an interrupted experiment rerun resumes at its
+first unfinished cell and writes what an uninterrupted run writes, timings aside), then, when
 ``report`` is on and a ``docs/`` folder stands beside the results folder's parent (a checkout), regenerates
 ``docs/results.md`` and its figures from every results file there (:func:`condense.bench.report.write_report`).
 """
@@ -38,6 +40,7 @@ def run_experiment(name: str, job: BenchJob, command: str) -> dict:
     module = importlib.import_module(f"condense.bench.{name}")
     torch.set_num_threads(job.threads)
     common.LEDGER.clear()
+    common.CELLS.clear()
     started = time.perf_counter()
     results = module.run(job)
     stem = job.results_name or f"bench_{name}"
@@ -49,9 +52,11 @@ def run_experiment(name: str, job: BenchJob, command: str) -> dict:
         "machine": machine(),
         "seconds": time.perf_counter() - started,
         "distillation": common.ledger_summary(),
+        "cells": common.cell_summary(),
         "config": to_jsonable(job),
         **results,
     }
+    log.info("%s: reusing %d cached cells, computed %d", name, results["cells"]["reused"], results["cells"]["computed"])
     path = Path(job.results_dir) / f"{stem}.json"
     atomic_write_json(path, results, indent=1)
     log.info("%s took %.1f min; wrote %s", name, results["seconds"] / 60, path)

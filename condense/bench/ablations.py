@@ -6,6 +6,8 @@ training the last encoder block or every weight (``condense/conf/distill/last_la
 Adam inner steps; noise initialisation; continuous embeddings instead of text. Every variant is evaluated under its
 own learned protocol. The label-only effect is separated on real inputs: a random real subset of the same size is
 trained on with hard labels, with the learned labels of the distilled set, and with labels learned for it.
+Each variant and seed, and each seed's label-only comparison, is a cell: an interrupted run resumes after the last
+one it finished.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 from condense.bench.ablations_report import BASE, DISTILLED_LABELS, FACTORS, HARD, OWN_LABELS
 from condense.bench.common import (
     TaskData,
+    cell,
     distill_settings,
     distilled,
     learned_accuracy,
@@ -27,6 +30,7 @@ from condense.bench.common import (
     text_form,
     training_form,
 )
+from condense.cache import to_jsonable
 from condense.config import preset
 from condense.coresets import select_coreset
 from condense.outer import learn_labels, real_examples_set
@@ -49,15 +53,22 @@ def variant_overrides(job: BenchJob, choice: dict | str, seed: int) -> tuple[dic
 def evaluate_variant(data: TaskData, overrides: dict, n_inits: int) -> dict:
     distilled_set = distilled(data, **overrides)
     inner = distilled_set.inner
-    return {
+    key = {"experiment": "ablations", "cell": "variant", "distill": distilled_set.meta["config"]["distill"], "n_inits": n_inits}
+    accuracies = cell(data, key, lambda: {
         "distilled": learned_accuracy(data, training_form(data, distilled_set, "embedding"), inner, n_inits),
         "decoded": learned_accuracy(data, training_form(data, distilled_set, "text"), inner, n_inits),
-        "distill_seconds": distilled_set.progress.seconds,
-    }
+    })
+    return {**accuracies, "distill_seconds": distilled_set.progress.seconds}
 
 
 def label_only(job: BenchJob, data: TaskData, seed: int) -> dict:
     """A random real subset of the studied set's size under three label treatments, all with its learned lrs."""
+    config = distill_settings(data, **variant_overrides(job, BASE, seed)[0]).distill
+    key = {"experiment": "ablations", "cell": "label_only", "distill": to_jsonable(config), "n_inits": job.bench.n_inits}
+    return cell(data, key, lambda: _label_only(job, data, seed))
+
+
+def _label_only(job: BenchJob, data: TaskData, seed: int) -> dict:
     base = studied_set(job, data, seed)
     chosen = torch.from_numpy(select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed))
     texts = [data.task.train["text"][i] for i in chosen.tolist()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from condense.cache import atomic_savefig
 from condense.plots import plt
 from condense.report import figure_path, points, section_header, table_head, table_row
 
@@ -36,7 +37,7 @@ def plot(task: str, result: dict, path: Path) -> None:
     ax.set_title(f"{task}: one factor at a time")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

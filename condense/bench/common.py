@@ -4,6 +4,8 @@ A :class:`TaskData` holds one task with everything its experiments reuse (encode
 training and test splits, the single-task config). :func:`distilled` returns the distilled set of a task for
 a seed and any distill overrides, distilling it only when no set of that exact config is cached, so the
 experiments share their sets: the scaling run's k=1 set, for instance, is the one the others study.
+:func:`cell` caches each evaluation cell of an experiment the same way, so an interrupted experiment resumes at
+the first cell it had not finished, and its results file is the one an uninterrupted run writes.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+import condense
 from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
-from condense.cache import to_jsonable
+from condense.cache import atomic_write_json, cache_dir, cached, digest, json_text, read_json, to_jsonable
 from condense.config import check_distill, task_config, validate
 from condense.data import Task
 from condense.evaluate import HeldOutData, learned_protocol
@@ -69,7 +74,8 @@ def task_data(job: BenchJob, entry) -> TaskData:
     if key not in _LOADED:
         task_cfg = task_config(entry, "bench.tasks")
         single = DistillJob(task=task_cfg, model=job.model, distill=job.distill, eval=job.eval, threads=job.threads,
-                            device=job.device, precision=job.precision, out="")
+                            device=job.device, precision=job.precision,
+                            checkpoint_seconds=job.checkpoint_seconds, out="")
         task = load_task_config(task_cfg)
         encoder = _encoder(single)
         features = text_features(encoder, task.train["text"], task_cfg.max_length, f"{task.name} train texts")
@@ -128,9 +134,53 @@ def ledger_summary() -> dict:
     }
 
 
-def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[str], n_inits: int, finetune_inits: int = 0) -> dict:
+# Every evaluation cell asked for in this run, and whether it was computed now (False: read back from the cache).
+CELLS: list[bool] = []
+
+
+def cell_path(data: TaskData, key: dict) -> Path:
+    """Where :func:`cell` keeps the cell of ``key``: named by ``key`` plus what every cell of the task shares (the
+    task, model, test subsample and evaluation seed, precision and condense's version); the seed table's cells
+    were named so before this function existed, and keep their names."""
+    full_key = {**key, "task": to_jsonable(data.job.task), "model": to_jsonable(data.job.model),
+                "test_examples": data.job.eval.encoder_test_examples, "eval_seed": data.job.eval.seed,
+                "precision": data.job.precision, "version": condense.__version__}
+    return cache_dir() / "evaluations" / f"{data.name}-{digest(full_key)}.json"
+
+
+def cell(data: TaskData, key: dict, compute: Callable[[], Any]) -> Any:
+    """``compute()``, one evaluation cell of an experiment (a set under a protocol for a seed, say), cached on disk.
+
+    ``key`` names what the cell depends on beyond what :func:`cell_path` adds: the experiment, the set's distill
+    config, the protocol, the number of fresh models, any eval setting it reads. The value is stored as JSON, and a
+    fresh one is returned as it reads back (tuples and tensors as lists, non-finite floats as None), so a resumed
+    run computes and writes exactly what an uninterrupted one does. Concurrent runs on a shared cache wait for the
+    first one's cell instead of computing it twice.
+    """
+    path = cell_path(data, key)
+    computed = False
+
+    def fresh() -> Any:
+        nonlocal computed
+        computed = True
+        return json.loads(json_text(compute()))
+
+    value = cached(path, fresh, read_json, atomic_write_json, lock=True)
+    CELLS.append(computed)
+    log.debug("%s cell %s", "computed" if computed else "reusing cached", path.name)
+    return value
+
+
+def cell_summary() -> dict:
+    """Evaluation cells computed in this run and cells read back from the cache (a resumed run's finished ones)."""
+    return {"computed": sum(CELLS), "reused": len(CELLS) - sum(CELLS)}
+
+
+def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[str], n_inits: int, finetune_inits: int = 0,
+                  progress_file: Path | None = None) -> dict:
     """``metrics.json`` of ``python -m condense.distill`` for this set: distilled, decoded, the ``baselines`` (real
-    subsets of the same size given their own learned labels and lrs) and the full-data reference."""
+    subsets of the same size given their own learned labels and lrs) and the full-data reference. With
+    ``progress_file``, each finished set is recorded there and a rerun resumes after it."""
     job = distill_settings(data, **distilled_set_.meta["config"]["distill"])
     evaluation = dataclasses.replace(
         job.eval, n_inits=n_inits, baselines=list(baselines),
@@ -138,7 +188,8 @@ def evaluate_sets(data: TaskData, distilled_set_: DistilledSet, baselines: list[
     )
     job = dataclasses.replace(job, eval=evaluation)
     return evaluate_against_baselines(
-        data.encoder, data.task, distilled_set_, data.train_labels, data.train_features, data.real(job.distill), data.test, job
+        data.encoder, data.task, distilled_set_, data.train_labels, data.train_features, data.real(job.distill), data.test, job,
+        progress_file=progress_file,
     )
 
 

@@ -16,11 +16,16 @@ From the full-data curves (one per seed of ``bench.compute.seeds``) follow the t
 reach the distilled set's accuracy, the speed-up, and the number of trainings on the set (reuses) after which its
 distillation cost is paid back (:func:`condense.bench.compute_savings.savings`). This module trains on the distilled
 sets; ``compute_streams`` trains on the full data, ``compute_report`` writes the section of ``docs/results.md``.
+
+Every measurement (a set's models in one form, a stream of one seed, the encoding sample) is a cell keyed by this
+machine (:func:`condense.report.machine`) as well: an interrupted run resumes with the timings it had measured,
+and timings are never reused from another machine or thread count.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -29,17 +34,18 @@ import torch
 from tqdm.auto import tqdm
 
 from condense.artifact import DistilledSet
-from condense.bench.common import TaskData, studied_set, task_data, training_form
+from condense.bench.common import TaskData, cell, studied_set, task_data, training_form
 from condense.bench.compute_savings import savings
 from condense.bench.compute_streams import finetune_stream, head_stream
+from condense.cache import to_jsonable
 from condense.evaluate import accuracy, finetune
 from condense.features import encode_tokens, tokenize
 from condense.heads import fresh_head
 from condense.inner import soft_cross_entropy, unrolled_train
 from condense.models import encode, linear_head
-from condense.report import summarize_values
+from condense.report import machine, summarize_values
 from condense.schema import FinetuneRecipe
-from condense.schema_bench import BenchJob
+from condense.schema_bench import BenchJob, ComputeBench
 
 log = logging.getLogger(__name__)
 
@@ -69,26 +75,25 @@ def task_compute(job: BenchJob, data: TaskData) -> dict:
     head = {
         "distilled": distilled_head(data, sets, "embedding", job.bench.n_inits, eval_seed),
         "decoded": distilled_head(data, sets, "text", job.bench.n_inits, eval_seed),
-        "full_raw_text": [
-            head_stream(data, texts, seed, compute.head_max_examples, compute.head_batch_size, compute.head_lr,
-                        compute.eval_points, encode_on_the_clock=True)
-            for seed in compute.seeds
-        ],
+        "full_raw_text": head_streams(data, texts, compute, raw_text=True),
         # A whole epoch: from cached features it costs seconds whatever the preset.
-        "full_cached_features": [
-            head_stream(data, texts, seed, None, compute.head_batch_size, compute.head_lr, compute.eval_points,
-                        encode_on_the_clock=False)
-            for seed in compute.seeds
-        ],
+        "full_cached_features": head_streams(data, texts, compute, raw_text=False),
     }
     log.info("%s: fine-tuning regime", data.name)
-    with torch.no_grad():
-        pretrained_test_features = encode_tokens(data.encoder, data.test.tokens)
+
+    @functools.cache  # only when a stream is measured now: a resumed run may need none
+    def pretrained_test_features() -> torch.Tensor:
+        with torch.no_grad():
+            return encode_tokens(data.encoder, data.test.tokens)
+
     finetuned = {
         "distilled": distilled_finetune(data, sets, recipe, data.job.eval.finetune.n_inits, eval_seed),
         "full_raw_text": [
-            finetune_stream(data, texts, seed, compute.finetune_max_examples, recipe, compute.finetune_eval_points,
-                            pretrained_test_features)
+            measured(data, "fine-tuning stream", lambda seed=seed: finetune_stream(
+                data, texts, seed, compute.finetune_max_examples, recipe, compute.finetune_eval_points,
+                pretrained_test_features()),
+                seed=seed, max_examples=compute.finetune_max_examples, recipe=to_jsonable(recipe),
+                eval_points=compute.finetune_eval_points)
             for seed in compute.seeds
         ],
     }
@@ -99,7 +104,8 @@ def task_compute(job: BenchJob, data: TaskData) -> dict:
         "train_examples": len(texts),
         # Distillation samples real features from the whole training split, so it presupposes that split encoded
         # once; the raw-text streams do not.
-        "train_encoding_seconds": train_encoding_seconds(data, texts, compute.encoding_sample),
+        "train_encoding_seconds": measured(data, "train encoding", lambda: train_encoding_seconds(
+            data, texts, compute.encoding_sample), sample=compute.encoding_sample),
         "encoding_sample": min(len(texts), compute.encoding_sample or len(texts)),
     }
     with_encoding = distillation["seconds"]["mean"] + distillation["train_encoding_seconds"]
@@ -128,36 +134,59 @@ def task_compute(job: BenchJob, data: TaskData) -> dict:
     }
 
 
+def measured(data: TaskData, name: str, measure, **key):
+    """``measure()`` as a cell keyed by ``key`` and this machine: a timing is reused only where it was measured."""
+    return cell(data, {"experiment": "compute", "measurement": name, "machine": machine(), **key}, measure)
+
+
+def head_streams(data: TaskData, texts: list[str], settings: ComputeBench, raw_text: bool) -> list[dict]:
+    """A full-data head stream per seed of ``bench.compute.seeds``: raw text encoded on the clock (up to
+    ``head_max_examples``), or a whole epoch of the cached features."""
+    max_examples = settings.head_max_examples if raw_text else None
+    args = {"batch_size": settings.head_batch_size, "lr": settings.head_lr, "eval_count": settings.eval_points,
+            "encode_on_the_clock": raw_text}
+    return [measured(data, "head stream", lambda seed=seed: head_stream(data, texts, seed, max_examples, **args),
+                     seed=seed, max_examples=max_examples, **args)
+            for seed in settings.seeds]
+
+
 # --- training on the distilled set --------------------------------------------------------------------------
 
 
 def distilled_head(data: TaskData, sets: list[DistilledSet], form: str, n_inits: int, seed: int) -> dict:
     """Fresh heads trained by each set's learned inner protocol: each model's clock covers preparing and encoding
     the set and the T steps, as :func:`condense.evaluate.learned_protocol` trains them."""
-    encoder = data.encoder
-    accuracies, seconds = [], []
-    for distilled in sets:
-        for init in tqdm(range(n_inits), desc=f"{data.name}: heads on the {form} set", leave=False):
-            head = fresh_head(encoder.hidden_size, distilled.soft_labels.shape[1], torch.Generator().manual_seed(seed + init),
-                              device=encoder.device, dtype=encoder.dtype)
-            started = time.perf_counter()
-            train = training_form(data, distilled, form)
-            with torch.no_grad():
-                features = encode(encoder, train.attention_mask, **train.inputs())
-            trained = unrolled_train(
-                head,
-                lambda p: soft_cross_entropy(linear_head(features, p), train.soft_labels),
-                distilled.inner.lrs, distilled.inner.optimizer, create_graph=False,
-            )
-            seconds.append(time.perf_counter() - started)
-            accuracies.append(accuracy(encoder, trained, data.test, trains_encoder=False))
+    runs = [measured(data, "heads on a distilled set",
+                     lambda distilled=distilled: _distilled_heads(data, distilled, form, n_inits, seed),
+                     distill=distilled.meta["config"]["distill"], form=form, n_inits=n_inits, seed=seed)
+            for distilled in sets]
     size, steps = len(sets[0].soft_labels), len(sets[0].inner_lrs)
     return {
-        "accuracy": summarize_values(accuracies),
-        "seconds": summarize_values(seconds),
+        "accuracy": summarize_values([a for run in runs for a in run["accuracy"]]),
+        "seconds": summarize_values([t for run in runs for t in run["seconds"]]),
         "examples": size * steps,  # every step is a full batch of the set
         "encoder_passes": size,  # the encoder is frozen: the set is encoded once per model
     }
+
+
+def _distilled_heads(data: TaskData, distilled: DistilledSet, form: str, n_inits: int, seed: int) -> dict[str, list[float]]:
+    encoder = data.encoder
+    accuracies, seconds = [], []
+    for init in tqdm(range(n_inits), desc=f"{data.name}: heads on the {form} set", leave=False):
+        head = fresh_head(encoder.hidden_size, distilled.soft_labels.shape[1], torch.Generator().manual_seed(seed + init),
+                          device=encoder.device, dtype=encoder.dtype)
+        started = time.perf_counter()
+        train = training_form(data, distilled, form)
+        with torch.no_grad():
+            features = encode(encoder, train.attention_mask, **train.inputs())
+        trained = unrolled_train(
+            head,
+            lambda p: soft_cross_entropy(linear_head(features, p), train.soft_labels),
+            distilled.inner.lrs, distilled.inner.optimizer, create_graph=False,
+        )
+        seconds.append(time.perf_counter() - started)
+        accuracies.append(accuracy(encoder, trained, data.test, trains_encoder=False))
+    return {"accuracy": accuracies, "seconds": seconds}
 
 
 def finetune_examples(size: int, recipe: FinetuneRecipe) -> int:
@@ -172,21 +201,28 @@ def distilled_finetune(
     data: TaskData, sets: list[DistilledSet], recipe: FinetuneRecipe, n_inits: int, seed: int
 ) -> dict:
     """The fine-tuning recipe on the distilled set (embedding form), timed; tested on the encoder-test subsample."""
-    accuracies, seconds = [], []
-    for distilled in sets:
-        train = training_form(data, distilled, "embedding")
-        for init in tqdm(range(n_inits), desc=f"{data.name}: fine-tuning on the distilled set", leave=False):
-            started = time.perf_counter()
-            trained = finetune(data.encoder, train, recipe, torch.Generator().manual_seed(seed + init))
-            seconds.append(time.perf_counter() - started)
-            accuracies.append(accuracy(data.encoder, trained, data.test, trains_encoder=True))
+    runs = [measured(data, "fine-tuning on a distilled set",
+                     lambda distilled=distilled: _distilled_finetunes(data, distilled, recipe, n_inits, seed),
+                     distill=distilled.meta["config"]["distill"], recipe=to_jsonable(recipe), n_inits=n_inits, seed=seed)
+            for distilled in sets]
     size = len(sets[0].soft_labels)
     return {
-        "accuracy": summarize_values(accuracies),
-        "seconds": summarize_values(seconds),
+        "accuracy": summarize_values([a for run in runs for a in run["accuracy"]]),
+        "seconds": summarize_values([t for run in runs for t in run["seconds"]]),
         "examples": finetune_examples(size, recipe),
         "encoder_passes": finetune_examples(size, recipe),  # the encoder trains: every step runs it
     }
+
+
+def _distilled_finetunes(data: TaskData, distilled: DistilledSet, recipe: FinetuneRecipe, n_inits: int, seed: int) -> dict:
+    accuracies, seconds = [], []
+    train = training_form(data, distilled, "embedding")
+    for init in tqdm(range(n_inits), desc=f"{data.name}: fine-tuning on the distilled set", leave=False):
+        started = time.perf_counter()
+        trained = finetune(data.encoder, train, recipe, torch.Generator().manual_seed(seed + init))
+        seconds.append(time.perf_counter() - started)
+        accuracies.append(accuracy(data.encoder, trained, data.test, trains_encoder=True))
+    return {"accuracy": accuracies, "seconds": seconds}
 
 
 def train_encoding_seconds(data: TaskData, texts: list[str], sample: int | None) -> float:

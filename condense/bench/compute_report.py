@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from condense.bench.compute_savings import Curve
+from condense.cache import atomic_savefig
 from condense.plots import plt
 from condense.report import figure_path, points, section_header, summarize_values, table_head, table_row
 
@@ -187,7 +188,7 @@ def draw(task_name: str, task: dict, path: Path) -> None:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     log.info("wrote %s", path)
 

@@ -5,7 +5,8 @@ the log-probability of each label word, given a prompt of (a) the studied set's 
 (b) random real training examples, the same number per class, or (c) no examples (zero-shot). The few-shot
 prompts run once per ordering seed, which shuffles the examples and draws the random ones, so their spread is
 over orderings; the zero-shot prompt is deterministic and runs once. Distilled and random runs with the same seed
-are paired, and their difference by seed says which wins.
+are paired, and their difference by seed says which wins. Each prompt's accuracy is a cell, keyed by the prompt
+and the queries themselves: an interrupted run resumes after the last prompt it finished.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from condense.bench.common import TaskData, studied_set, task_data
+from condense.bench.common import TaskData, cell, studied_set, task_data
 from condense.bench.prompting_report import CONDITIONS
 from condense.device import resolve_device
 from condense.pipeline import fixed_subsample
@@ -84,12 +85,14 @@ def prompt_runs(job: BenchJob, data: TaskData, model, tokenizer) -> dict:
     queries = [render_query(truncate(tokenizer, text, settings.max_query_tokens)) for text in test["text"]]
     labels = torch.tensor(test["label"])
     runs: dict[str, list[dict]] = {name: [] for name in CONDITIONS}
+    key = {"experiment": "prompting", "lm": settings.model, "queries": queries, "labels": labels, "words": words,
+           "batch_size": settings.batch_size}
     bar = tqdm(prompt_examples(job, data), desc=f"prompting {data.name}: {len(queries)} test examples per prompt")
     for condition, ordering, examples in bar:
         prompt = prompt_prefix(line, [(truncate(tokenizer, text, settings.max_example_tokens), words[label])
                                       for text, label in examples])
-        predictions = classify(model, tokenizer, prompt, queries, words, settings.batch_size)
-        accuracy = (predictions == labels).float().mean().item()
+        accuracy = cell(data, {**key, "prompt": prompt}, lambda: (
+            classify(model, tokenizer, prompt, queries, words, settings.batch_size) == labels).float().mean().item())
         runs[condition].append({"ordering": ordering, "accuracy": accuracy,
                                 "prompt_tokens": count_tokens(tokenizer, prompt), "prompt": prompt})
         bar.set_postfix_str(f"{condition} #{ordering}: {100 * accuracy:.1f}%")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from condense.cache import atomic_savefig
 from condense.plots import plt
 from condense.report import figure_path, section_header, signed_points, table_head, table_row
 
@@ -39,7 +40,7 @@ def plot(results: dict, path: Path) -> None:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

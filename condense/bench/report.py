@@ -13,6 +13,7 @@ from pathlib import Path
 from condense.bench import EXPERIMENTS, reporter
 from condense.bench.continual_report import continual_section
 from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
+from condense.cache import atomic_write_text
 from condense.report import table_head
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,7 @@ def write_report(results_dir: Path, doc: Path, figures: Path) -> None:
         lines += cost_section(_read(results_dir / "distill_cost.json"))
     if (results_dir / "unroll_memory.json").exists():
         lines += unroll_memory_section(_read(results_dir / "unroll_memory.json"))
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text("\n".join(lines) + "\n")
+    atomic_write_text(doc, "\n".join(lines) + "\n")  # creates the folder; a kill keeps the previous page
     log.info("wrote %s", doc)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from condense.cache import atomic_savefig
 from condense.plots import plt
 from condense.report import figure_path, points, section_header, table_head, table_row
 
@@ -37,7 +38,7 @@ def plot(task: str, result: dict, path: Path) -> None:
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 

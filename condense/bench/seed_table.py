@@ -8,7 +8,7 @@ sets, from ``n_inits`` fresh heads per distillation seed, tested on the encoder-
 inner loop (``distill=all``, trained through the straight-through text projection, with and without attention
 labels), under the recipe and under their own learned protocol, in both forms; and random, k-centers and
 herding subsets of the same size, given soft labels and learning rates by the same (head-mode) outer loop.
-Every evaluation is cached, so an interrupted run resumes where it stopped.
+Every evaluation is a cell (:func:`condense.bench.common.cell`), so an interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ import logging
 
 from tqdm.auto import tqdm
 
-import condense
-from condense.bench.common import TaskData, distilled, learned_accuracy, task_data, training_form
+from condense.bench.common import TaskData, cell, distilled, learned_accuracy, task_data, training_form
 from condense.bench.seed_table_report import encoder_set, head_set
-from condense.cache import atomic_write_json, cache_dir, cached, digest, read_json, to_jsonable
+from condense.cache import to_jsonable
 from condense.config import preset, task_config
 from condense.evaluate import finetune_protocol
 from condense.pipeline import fixed_subsample, labelled_subset
@@ -30,15 +29,6 @@ from condense.report import points, pooled
 from condense.schema_bench import BenchJob
 
 log = logging.getLogger(__name__)
-
-
-def evaluation(data: TaskData, key: dict, compute) -> dict:
-    """``compute()``, cached under everything it depends on (``key`` plus the task, model and test subsample)."""
-    full_key = {**key, "task": to_jsonable(data.job.task), "model": to_jsonable(data.job.model),
-                "test_examples": data.job.eval.encoder_test_examples, "eval_seed": data.job.eval.seed,
-                "precision": data.job.precision, "version": condense.__version__}
-    path = cache_dir() / "evaluations" / f"{data.name}-{digest(full_key)}.json"
-    return cached(path, compute, read_json, atomic_write_json)
 
 
 def encoder_distillation(job: BenchJob, data: TaskData, k: int, seed: int, attention: str):
@@ -62,7 +52,7 @@ def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict
            "outer_steps": job.bench.outer_steps}
 
     def finetuned(name: str, make_train, extra: dict | None = None) -> dict:
-        return evaluation(data, {**key, **(extra or {}), "set": name, "protocol": "finetune", "recipe": to_jsonable(recipe)},
+        return cell(data, {**key, **(extra or {}), "set": name, "protocol": "finetune", "recipe": to_jsonable(recipe)},
                           lambda: finetune_protocol(data.encoder, make_train(), data.test, recipe, n_inits=table.n_inits,
                                                     seed=data.job.eval.seed))
 
@@ -77,8 +67,8 @@ def set_runs(job: BenchJob, data: TaskData, k: int, seed: int) -> dict[str, dict
             for form in ("embedding", "text"):
                 name = encoder_set(form, attention)
                 train = training_form(data, made, form)
-                runs[name] = {"learned": evaluation(data, {**key, **made_with, "set": name, "protocol": "learned"},
-                                                    lambda: learned_accuracy(data, train, made.inner, table.n_inits))}
+                runs[name] = {"learned": cell(data, {**key, **made_with, "set": name, "protocol": "learned"},
+                                              lambda: learned_accuracy(data, train, made.inner, table.n_inits))}
                 if form == "text":
                     runs[name]["finetune"] = finetuned(name, lambda: train, made_with)
     for name in table.baselines:

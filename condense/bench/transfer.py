@@ -5,7 +5,8 @@ trained on by: the learned protocol from heads never seen in distillation; a lin
 (Adam, a different recipe for the same parameters); the top encoder block plus a head, and every weight, with the
 AdamW fine-tuning recipe (different parameter subsets); and a bag-of-words logistic regression (scikit-learn), a
 model with no encoder at all. The continuous-embedding form (the ablations' ``projection: none`` set) goes through
-the same neural recipes, to see whether it transfers as well as text.
+the same neural recipes, to see whether it transfers as well as text. Every set under every recipe, for one
+distillation seed, is a cell: an interrupted run resumes after the last one it finished.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm.auto import tqdm
 from condense.artifact import TrainingSet
 from condense.bench.common import (
     TaskData,
+    cell,
     distilled,
     learned_accuracy,
     studied_set,
@@ -31,6 +33,7 @@ from condense.bench.common import (
     training_form,
 )
 from condense.bench.transfer_report import BAG_OF_WORDS, RECIPES
+from condense.cache import to_jsonable
 from condense.coresets import select_coreset
 from condense.evaluate import finetune_protocol
 from condense.heads import head_accuracy, train_head
@@ -88,22 +91,31 @@ def transfer_runs(job: BenchJob, data: TaskData, seed: int) -> dict[str, dict[st
         RECIPES[3]: lambda train, source: finetune_protocol(
             data.encoder, train, data.test, recipe, n_inits=finetune_inits, seed=data.job.eval.seed),
     }
+    # What every cell of this seed depends on besides its set and recipe.
+    key = {"experiment": "transfer", "studied": studied.meta["config"]["distill"], "n_inits": n_inits,
+           "finetune_inits": finetune_inits, "finetune_recipe": to_jsonable(recipe)}
     results: dict[str, dict[str, dict]] = {name: {} for name in sets}
     for set_name, (train, source) in sets.items():
         for recipe_name, train_with in recipes.items():
-            results[set_name][recipe_name] = train_with(train, source)
+            results[set_name][recipe_name] = cell(data, {**key, "set": set_name, "recipe": recipe_name},
+                                                  lambda: train_with(train, source))
             log.info("%s seed %d: %s with %s: %s", data.name, seed, set_name, recipe_name, points(results[set_name][recipe_name]))
 
     test_texts, test_labels = data.task.test["text"], np.asarray(data.task.test["label"])
-    results["decoded text"][BAG_OF_WORDS] = summarize_values([bag_of_words_accuracy(studied.texts, studied.soft_labels, test_texts, test_labels)])
-    # One random subset per fresh model: a bag-of-words fit is deterministic, so its spread is the subsets'.
-    random_draws = [select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed * 1000 + draw).tolist()
-                    for draw in range(n_inits)]
-    results["random real"][BAG_OF_WORDS] = summarize_values([
-        bag_of_words_accuracy([data.task.train["text"][i] for i in draw],
-                              F.one_hot(data.train_labels[draw], data.task.num_classes).float(), test_texts, test_labels)
-        for draw in random_draws
-    ])
+    results["decoded text"][BAG_OF_WORDS] = cell(data, {**key, "set": "decoded text", "recipe": BAG_OF_WORDS}, lambda: summarize_values(
+        [bag_of_words_accuracy(studied.texts, studied.soft_labels, test_texts, test_labels)]))
+
+    def random_bag_of_words() -> dict:
+        # One random subset per fresh model: a bag-of-words fit is deterministic, so its spread is the subsets'.
+        draws = [select_coreset("random", data.train_features, data.train_labels, job.bench.ipc, seed * 1000 + draw).tolist()
+                 for draw in range(n_inits)]
+        return summarize_values([
+            bag_of_words_accuracy([data.task.train["text"][i] for i in draw],
+                                  F.one_hot(data.train_labels[draw], data.task.num_classes).float(), test_texts, test_labels)
+            for draw in draws
+        ])
+
+    results["random real"][BAG_OF_WORDS] = cell(data, {**key, "set": "random real", "recipe": BAG_OF_WORDS}, random_bag_of_words)
     return results
 
 
