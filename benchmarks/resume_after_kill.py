@@ -115,7 +115,7 @@ def main() -> None:
             print(f"trial {trial}: killed {kill_after:.1f} s into the loop, resumed from step {step}, lost {lost:.1f} s "
                   f"of work, identical tensors: {identical}")
     results = {"command": " ".join(["python benchmarks/resume_after_kill.py", *sys.argv[1:]]),
-               "distill_command": " ".join(command(args.task, Path("OUT"), args.threads, args.overrides)[1:]),
+               "distill_command": " ".join(["python", *command(args.task, Path("OUT"), args.threads, args.overrides)[1:]]),
                "uninterrupted_loop_seconds": whole["loop_seconds"], "trials": trials}
     atomic_write_json(RESULTS, results, indent=1)
     print(f"wrote {RESULTS}")
