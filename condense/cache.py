@@ -38,20 +38,9 @@ from safetensors.torch import save_file
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "atomic_directory",
-    "atomic_save_tensors",
-    "atomic_savefig",
-    "atomic_write",
-    "atomic_write_json",
-    "atomic_write_text",
-    "cache_dir",
-    "cached",
-    "digest",
-    "finish_interrupted_writes",
-    "json_text",
-    "locked",
-    "read_json",
-    "to_jsonable",
+    "atomic_directory", "atomic_save_tensors", "atomic_savefig", "atomic_write", "atomic_write_json",
+    "atomic_write_text", "cache_dir", "cached", "cached_json", "digest", "finish_interrupted_writes", "json_text",
+    "locked", "read_json", "to_jsonable"
 ]
 
 T = TypeVar("T")
@@ -315,6 +304,19 @@ def cached(
         path.parent.mkdir(parents=True, exist_ok=True)
         save(path, value)
         return value
+
+
+def cached_json(path: str | os.PathLike, compute: Callable[[], Any], load: Callable[[Path], Any] = read_json,
+                save: Callable[[Path, Any], Any] = atomic_write_json, lock: bool = False) -> tuple[Any, bool]:
+    """:func:`cached` for a JSON value, and whether this call computed it. A fresh value is returned as it reads back
+    (tuples and tensors as lists, non-finite floats as None), so a resumed job computes what an uninterrupted one does."""
+    computed = []
+
+    def fresh() -> Any:
+        computed.append(True)
+        return json.loads(json_text(compute()))
+
+    return cached(path, fresh, load, save, lock), bool(computed)
 
 
 def _new_temporary_file(target: Path) -> Path:

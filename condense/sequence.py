@@ -12,7 +12,6 @@ the ``results.json`` an uninterrupted job writes (wall times aside).
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from tqdm.auto import tqdm
 
 from condense.artifact import FORMS, DistilledSet
-from condense.cache import atomic_write_json, atomic_write_text, cached, json_text, read_json, to_jsonable
+from condense.cache import atomic_write_json, atomic_write_text, cached_json, read_json, to_jsonable
 from condense.config import sequence_name, task_config
 from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, run_strategy
 from condense.data import Task, stratified_indices
@@ -188,13 +187,6 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
     """A finished run of the same settings is read back, so an interrupted job resumes where it stopped; returns the
     run and whether it was read back. A fresh run is returned as it reads back (non-finite floats as None, tuples as
     lists), so the summaries of a resumed job are those of an uninterrupted one."""
-    computed = False
-
-    def fresh() -> dict:
-        nonlocal computed
-        computed = True
-        return json.loads(json_text(compute()))
-
     def load(saved_path: Path) -> dict | None:
         saved = read_json(saved_path)
         return saved["result"] if saved["settings"] == settings_key else None
@@ -202,6 +194,6 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
     def save(saved_path: Path, result: dict) -> None:
         atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)
 
-    result = cached(path, fresh, load, save)
+    result, computed = cached_json(path, compute, load, save)
     log.debug("%s %s", "ran" if computed else "reusing finished run", path.name)
     return result, not computed

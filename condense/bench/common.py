@@ -22,7 +22,7 @@ import torch
 
 import condense
 from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
-from condense.cache import atomic_write_json, cache_dir, cached, digest, json_text, read_json, to_jsonable
+from condense.cache import cache_dir, cached_json, digest, to_jsonable
 from condense.config import check_distill, task_config, validate
 from condense.data import Task
 from condense.evaluate import HeldOutData, learned_protocol
@@ -158,14 +158,7 @@ def cell(data: TaskData, key: dict, compute: Callable[[], Any]) -> Any:
     first one's cell instead of computing it twice.
     """
     path = cell_path(data, key)
-    computed = False
-
-    def fresh() -> Any:
-        nonlocal computed
-        computed = True
-        return json.loads(json_text(compute()))
-
-    value = cached(path, fresh, read_json, atomic_write_json, lock=True)
+    value, computed = cached_json(path, compute, lock=True)
     CELLS.append(computed)
     log.debug("%s cell %s", "computed" if computed else "reusing cached", path.name)
     return value
