@@ -46,9 +46,33 @@ def test_seed_table_computes_every_row_once_and_reports_the_seed_layout(tiny_mod
     assert again["cells"] == {"computed": 0, "reused": len(cached)}
     assert again["tasks"] == results["tasks"]  # cached and fresh cells read alike: no JSON round trip needed
 
-    text = "\n".join(seed_table_report.report(results, tmp_path))
+    assert "**tiny**" in "\n".join(seed_table_report.report(results, tmp_path))
+    text = "\n".join(seed_table_report.summary([results], tmp_path))
     assert "| BERT-base (seed) | entire dataset | 94.46 | 93.86 | 91.86 | 84.71 |" in text
-    assert "distilled dataset (1/class)" in text and "**tiny**" in text
+    assert "distilled dataset (1/class)" in text
+
+
+def test_the_summary_merges_one_models_runs_task_by_task_and_rows_each_model():
+    def stat(mean):
+        return {"mean": mean, "std": 0.01, "n": 10}
+
+    def run(name, model, tasks):
+        return {"name": name, "config": {"model": {"name": model}}, "tasks": tasks}
+
+    entire = {"entire": {"whole_test": stat(0.9), "subsample": stat(0.9)}, "train_examples": 100}
+    first = run("bench_seed_table", "minilm", {"sst2": {**entire, "sets": {"1": {
+        "head-mode text": {"finetune": stat(0.7)}, "herding": {"finetune": stat(0.6)}}}}})
+    encoder = seed_table_report.encoder_set("embedding", "none")
+    second = run("bench_seed_table_sst2_all", "minilm", {"sst2": {**entire, "sets": {"1": {encoder: {"learned": stat(0.81)}}}}})
+    other = run("bench_seed_table_mpnet", "mpnet_base", {"sst2_2k": {**entire, "train_examples": 2000, "sets": {"1": {
+        "head-mode text": {"finetune": stat(0.77)}}}}})
+    text = "\n".join(seed_table_report.summary([first, second, other], None))
+    assert "| minilm (here) | distilled dataset (1/class) | — | — | 70.0 ± 1.0 | — |" in text
+    assert "| mpnet_base (here) | entire dataset | — | — | 90.0 ± 1.0 (2,000 training rows) | — |" in text
+    # The second run's encoder-mode set sits beside the first run's sets: 81 / 90 = 90.0% >= 85%.
+    assert "| sst2 | all-weights embedding, learned protocol ≥ 85% of entire | 90.0% (" + encoder + ") | yes |" in text
+    assert "| sst2 | … and ≥ the best real subset + 5 points | +10.0 points | yes |" in text
+    assert "| sst2_2k | recipe on the best text set ≥ 85% of entire | 85.6% (head-mode text) | yes |" in text
 
 
 def test_attention_ablation_needs_an_encoder_preset_and_bad_variants_fail_at_start(tiny_model_dirs, tiny_task_dir, tmp_path):

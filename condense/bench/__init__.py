@@ -2,7 +2,8 @@
 
 Every experiment is two modules. ``<experiment>.py`` runs it: ``run(job) -> dict``, the results, JSON-ready.
 ``<experiment>_report.py`` reads those results back: ``report(results, figures) -> list[str]``, the Markdown section
-of ``docs/results.md``, drawing its plots into ``figures``. A report module imports no model, data or distillation
+of ``docs/results.md``, drawing its plots into ``figures``; it may add ``summary(runs, figures)``, one section over
+all of an experiment's results files. A report module imports no model, data or distillation
 code, so the docs regenerate from results files alone; the names that key a results file (sets, recipes, factors)
 live on the report side, and the running side imports them from there. (``compute`` has two more: its full-data
 streams, ``compute_streams``, and the savings arithmetic on their curves, ``compute_savings``.)
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from condense.schema import EXPERIMENTS  # the config's list of choices is the list of modules here
 
-__all__ = ["EXPERIMENTS", "reporter", "runner"]
+__all__ = ["EXPERIMENTS", "reporter", "runner", "summarizer"]
 
 
 def _checked(name: str) -> str:
@@ -36,3 +37,9 @@ def runner(name: str) -> Callable[..., dict]:
 def reporter(name: str) -> Callable[[dict, Path], list[str]]:
     """``report(results, figures)`` of experiment ``name``."""
     return import_module(f"condense.bench.{_checked(name)}_report").report
+
+
+def summarizer(name: str) -> Callable[[list[dict], Path], list[str]] | None:
+    """``summary(runs, figures)`` of experiment ``name``, if it has one: a section over its preset and variant runs
+    together, after their own sections."""
+    return getattr(import_module(f"condense.bench.{_checked(name)}_report"), "summary", None)

@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from condense.bench import EXPERIMENTS, reporter
+from condense.bench import EXPERIMENTS, reporter, summarizer
 from condense.bench.continual_report import continual_section
 from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.cache import atomic_write_text
@@ -97,8 +97,11 @@ def bench_sections(results_dir: Path, figures: Path) -> list[str]:
     lines += [row(results) for results in variants.values()]
     lines.append("")
     for name in EXPERIMENTS:
-        report = reporter(name)
-        for results in [*([presets[f"bench_{name}"]] if f"bench_{name}" in presets else []),
-                        *(r for r in variants.values() if r["experiment"] == name)]:
+        report, summary = reporter(name), summarizer(name)
+        runs = [*([presets[f"bench_{name}"]] if f"bench_{name}" in presets else []),
+                *(r for r in variants.values() if r["experiment"] == name)]
+        for results in runs:
             lines += report(results, figures)
+        if summary is not None and runs:
+            lines += summary(runs, figures)
     return lines

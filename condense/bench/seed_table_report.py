@@ -27,6 +27,11 @@ def encoder_set(form: str, attention: str) -> str:
     return f"all-weights {form} (attention labels: {attention})"
 
 
+def column_task(tasks: dict, column: str) -> str | None:
+    """The task shown in a column of the seed's layout: the column's own, or a stated subsample of it (sst2_2k)."""
+    return next((t for t in tasks if t == column or t.startswith(f"{column}_")), None)
+
+
 def _share(stat: dict | None, reference: float) -> str:
     return "—" if stat is None else f"{100 * stat['mean'] / reference:.1f}%"
 
@@ -58,11 +63,27 @@ def report(results: dict, figures: Path) -> list[str]:
         "autocasts the forwards that are not differentiated), the entire-dataset runs' in float32.",
         "",
     ]
-    lines += seed_layout(tasks, model)
     for task, result in tasks.items():
         lines += task_table(task, result)
-    lines += attention_ablation(tasks, config["bench"]["seeds"])
-    lines += bars(tasks)
+    return lines + attention_ablation(tasks, config["bench"]["seeds"])
+
+
+def summary(runs: list[dict], figures: Path) -> list[str]:
+    """The seed's layout and the bars over every seed-table run: a row pair per model. Runs of one model are
+    merged task by task: the entire-dataset runs of the first run that has them, the sets of all of them (a later
+    run adds sets, e.g. the encoder-mode ones of a task, beside the earlier run's)."""
+    models: dict[str, dict[str, dict]] = {}
+    for results in runs:
+        merged = models.setdefault(results["config"]["model"]["name"], {})
+        for task, result in results["tasks"].items():
+            into = merged.setdefault(task, {**result, "sets": {}})
+            for k, sets in result["sets"].items():
+                into["sets"].setdefault(k, {}).update(sets)
+    lines = ["## The seed's table, every model", "",
+             "Merged from the seed-table runs above (" + ", ".join(f"`{r['name']}`" for r in runs) + ").", ""]
+    lines += seed_layout(models)
+    for model, tasks in models.items():
+        lines += bars(model, tasks)
     return lines
 
 
@@ -84,23 +105,23 @@ def attention_ablation(tasks: dict, seeds: list) -> list[str]:
     return lines
 
 
-def seed_layout(tasks: dict, model: str) -> list[str]:
+def seed_layout(models: dict[str, dict]) -> list[str]:
     """The seed's own layout: rows model × {entire, distilled}, a column per task."""
     lines = ["**The seed's layout** (k = 1 per class; distilled = the best 1/class text set under the recipe; the "
              "seed's rows are quoted from it and use other models and the tasks' full training sets: AG News has "
              "120,000 training rows there, 12,000 here; IMDB 25,000 at up to 512 tokens there, 10,000 at 128 here).", ""]
     lines += table_head(["model", "fine-tuned on", *COLUMNS.values()], "ll" + "r" * len(COLUMNS))
-    entire_cells, distilled_cells = [], []
-    for column in COLUMNS:
-        # A task named after a column with a suffix (sst2_2k) is a stated subsample of it.
-        task = next((t for t in tasks if t == column or t.startswith(f"{column}_")), None)
-        result = tasks.get(task)
-        sample = "" if task == column or result is None else f" ({result['train_examples']:,} training rows)"
-        entire_cells.append("—" if result is None else points(result["entire"]["whole_test"]) + sample)
-        best = None if result is None else best_text_set(result["sets"].get("1", {}))
-        distilled_cells.append("—" if best is None else points(best[1]))
-    lines.append(table_row([f"{model} (here)", "entire dataset", *entire_cells]))
-    lines.append(table_row([f"{model} (here)", "distilled dataset (1/class)", *distilled_cells]))
+    for model, tasks in models.items():
+        entire_cells, distilled_cells = [], []
+        for column in COLUMNS:
+            task = column_task(tasks, column)
+            result = tasks.get(task)
+            sample = "" if task == column or result is None else f" ({result['train_examples']:,} training rows)"
+            entire_cells.append("—" if result is None else points(result["entire"]["whole_test"]) + sample)
+            best = None if result is None else best_text_set(result["sets"].get("1", {}))
+            distilled_cells.append("—" if best is None else points(best[1]))
+        lines.append(table_row([f"{model} (here)", "entire dataset", *entire_cells]))
+        lines.append(table_row([f"{model} (here)", "distilled dataset (1/class)", *distilled_cells]))
     for name, values in SEED_ENTIRE.items():
         lines.append(table_row([f"{name} (seed)", "entire dataset", *[f"{v:.2f}" for v in values]]))
         lines.append(table_row([f"{name} (seed)", "distilled dataset", *["pending"] * len(COLUMNS)]))
@@ -124,12 +145,13 @@ def task_table(task: str, result: dict) -> list[str]:
     return lines + [""]
 
 
-def bars(tasks: dict) -> list[str]:
-    lines = ["**Bars** (k = 1; shares of the entire-dataset runs on the same test sample)", ""]
+def bars(model: str, tasks: dict) -> list[str]:
+    lines = [f"**Bars, {model}** (k = 1; shares of the entire-dataset runs on the same test sample)", ""]
     lines += table_head(["task", "bar", "measured", "met"])
-    for task, goals in BARS.items():
-        if task not in tasks:
-            lines.append(table_row([task, "every bar", "not run", "no"]))
+    for column, goals in BARS.items():
+        task = column_task(tasks, column)
+        if task is None:
+            lines.append(table_row([column, "every bar", "not run", "no"]))
             continue
         result, sets = tasks[task], tasks[task]["sets"].get("1", {})
         reference = result["entire"]["subsample"]["mean"]
