@@ -78,7 +78,7 @@ def _sequential(memory: str | None = None) -> StrategyBuilder:
 
     def build(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
         replay = None if memory is None else lookup(MEMORIES, "replay memory", memory)(
-            model, data, settings.memory_per_task, memory_size)
+            model, data, settings.memory_per_class, memory_size)
         return StrategyPlan(Naive, settings.epochs, replay, list(bench.train_stream))
 
     return build
@@ -135,7 +135,7 @@ def run_strategy(
     iterations = math.ceil(max(len(e) for e in data.train) / settings.batch_size) * settings.epochs
     curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     evaluator = _evaluation_plugin()
-    memory_size = settings.memory_per_task * max(1, len(data.train) - 1)
+    memory_size = max(1, settings.memory_per_class * sum(data.layout.num_classes[:-1]))  # every past task's share
     plan = build(model, data, bench, settings, memory_size)
     plugins: list = [curve]
     memory_fit = None

@@ -85,17 +85,19 @@ class _PerExperienceBuffer(ExemplarsBuffer):
 
 
 class RealExamplesBuffer(_PerExperienceBuffer):
-    """``per_task`` real examples of every past experience, spread evenly over its classes and picked by an
-    Avalanche selection strategy (random, or herding on the model's pooled features)."""
+    """``per_class`` real examples of every class of every past experience, picked by an Avalanche selection
+    strategy (random, or herding on the model's pooled features)."""
 
-    def __init__(self, per_task: int, max_size: int, selection_strategy):
+    def __init__(self, per_class: int, num_classes: list[int], max_size: int, selection_strategy):
         super().__init__(max_size)
-        self.per_task = per_task
+        self.per_class = per_class
+        self.num_classes = num_classes  # per experience
         self.selection_strategy = selection_strategy
         self.memories: list[ParametricBuffer] = []
 
     def post_adapt(self, agent, exp):
-        memory = ParametricBuffer(self.per_task, groupby="class", selection_strategy=self.selection_strategy)
+        size = self.per_class * self.num_classes[exp.current_experience]  # ParametricBuffer splits it over the classes
+        memory = ParametricBuffer(size, groupby="class", selection_strategy=self.selection_strategy)
         memory.post_adapt(agent, exp)
         self.memories.append(memory)
         self.buffer = concat_datasets([m.buffer for m in self.memories])
@@ -117,19 +119,19 @@ class DistilledBuffer(_PerExperienceBuffer):
 MemoryBuilder = Callable[[nn.Module, SequenceData, int, int], ExemplarsBuffer]
 
 
-def random_memory(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
-    return RealExamplesBuffer(per_task, size, RandomExemplarsSelectionStrategy())
+def random_memory(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
+    return RealExamplesBuffer(per_class, data.layout.num_classes, size, RandomExemplarsSelectionStrategy())
 
 
-def herding_memory(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
+def herding_memory(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
     # Herding on the model's own pooled features, as they are when the experience ends.
-    return RealExamplesBuffer(per_task, size, HerdingSelectionStrategy(model, "pool"))
+    return RealExamplesBuffer(per_class, data.layout.num_classes, size, HerdingSelectionStrategy(model, "pool"))
 
 
 def distilled_memory(form: str) -> MemoryBuilder:
     """The builder of a memory of each past task's distilled set in ``form`` (``embedding`` or ``text``)."""
 
-    def build(model: nn.Module, data: SequenceData, per_task: int, size: int) -> ExemplarsBuffer:
+    def build(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
         return DistilledBuffer([avalanche_dataset(e, data.layout) for e in data.distilled[form]], size)
 
     return build

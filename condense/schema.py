@@ -182,7 +182,9 @@ class ContinualConfig:
     scenarios: List[str] = choices_list(list(SCENARIOS), SCENARIOS)  # task: a head per task; class: one joint head
     strategies: List[str] = choices_list(list(STRATEGIES), STRATEGIES)
     seeds: List[int] = counts([0, 1, 2], 0)
-    memory_per_task: int = at_least(4, 1)  # examples kept per past task by every replay strategy: the sets' size
+    # Examples kept per class of each past task by every replay strategy (the distilled sets' ipc): a task of C
+    # classes keeps C x memory_per_class, so any mix of class counts splits evenly.
+    memory_per_class: int = at_least(1, 1)
     trainable_layers: int = at_least(1, 1)  # top encoder blocks trained with the heads; those below are cached
     train_examples_per_task: int = at_least(1000, 1)  # stratified sample of each task's training split
     test_examples_per_task: int = at_least(500, 1)  # fixed sample of each test split: the accuracy matrix

@@ -43,8 +43,8 @@ PROJECTION = dict(zip(FORMS, ("none", "straight_through")))
 
 
 def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> DistillJob:
-    """The single-task job whose distilled set has ``memory_per_task`` examples, in the given form."""
-    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_task // task.num_classes, projection=PROJECTION[form])
+    """The single-task job whose distilled set has ``memory_per_class`` examples per class, in the given form."""
+    distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_class, projection=PROJECTION[form])
     groups = {"task": task_cfg, "model": job.model, "distill": distill}
     out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
     return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision,
@@ -53,13 +53,6 @@ def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> Dis
 
 def distilled_sets(job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig]) -> dict[str, list[DistilledSet]]:
     """Each task's distilled set in each form, distilled now when no cached set has the same config."""
-    memory = job.continual.memory_per_task
-    for task in tasks:  # all checked before any distillation starts
-        if memory % task.num_classes:
-            raise ValueError(
-                f"continual.memory_per_task={memory} does not split evenly over the {task.num_classes} classes of "
-                f"{task.name}; use a multiple of {task.num_classes}"
-            )
     sets: dict[str, list[DistilledSet]] = {form: [] for form in FORMS}
     for task, task_cfg in zip(tasks, task_cfgs):
         for form in FORMS:

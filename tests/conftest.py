@@ -94,7 +94,7 @@ def tiny_sequence_overrides(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir):
         return [
             f"task_sequence.tasks=[{{name: topics, path: '{tiny_task_dir}'}},{{name: mood, path: '{tiny_sentiment_dir}'}}]",
             f"model.name={tiny_model_dirs['bert']}", "distill.outer_steps=2", "distill.seq_len=8",
-            "distill.real_batch_size=8", "continual.memory_per_task=6", f"continual.seeds={seeds}",
+            "distill.real_batch_size=8", "continual.memory_per_class=2", f"continual.seeds={seeds}",
             "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
             "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
             "continual.merged_only_epochs=2", "continual.curve_points_per_experience=2", "threads=1", f"out={out}",

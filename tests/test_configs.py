@@ -85,7 +85,7 @@ def test_bad_values_name_the_key(overrides, message):
 @pytest.mark.parametrize("overrides,message", [
     (["continual.strategies=[naive,magic]"], r"continual.strategies='magic' is not allowed"),
     (["continual.scenarios=[domain]"], r"continual.scenarios='domain' is not allowed"),
-    (["continual.memory_per_task=0"], r"continual.memory_per_task=0 must be at least 1"),
+    (["continual.memory_per_class=0"], r"continual.memory_per_class=0 must be at least 1"),
     (["continual.optimizer=rmsprop"], r"continual.optimizer='rmsprop' is not allowed"),
     (["continual.seeds=[0,-1]"], r"continual.seeds=-1 must be at least 0"),
     (["continual.strategies=[]"], r"continual.strategies=\[\] must list at least one value"),

@@ -131,7 +131,7 @@ def test_loss_and_accuracy_are_the_mean_cross_entropy_and_fraction_correct_over_
 
 
 def _settings(**changes) -> ContinualConfig:
-    values = dict(memory_per_task=2, trainable_layers=1, batch_size=4, replay_batch_size=2, epochs=1, optimizer="adam",
+    values = dict(memory_per_class=1, trainable_layers=1, batch_size=4, replay_batch_size=2, epochs=1, optimizer="adam",
                   lr=1e-3, merged_only_epochs=3, curve_points_per_experience=2)
     return ContinualConfig(**{**values, **changes})
 
@@ -260,7 +260,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
         assert run["curve"][0]["iteration"] == 0 and len(run["curve"][0]["accuracy"]) == 2
         assert all(_is_count_over(a, 4) for point in run["curve"] for a in point["accuracy"])
         if "replay" in run["strategy"]:
-            assert [fit["examples"] for fit in run["memory_fit"]] == [6, 12]
+            assert [fit["examples"] for fit in run["memory_fit"]] == [6, 10]  # 2 per class: topics' 3, then mood's 2
             assert all(_is_count_over(fit["accuracy"], fit["examples"]) for fit in run["memory_fit"])
             assert all(0 < fit["loss"] < math.inf for fit in run["memory_fit"])
         else:
@@ -286,26 +286,35 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
     assert again["summary"] == saved["summary"]
 
 
-def test_replay_buffers_keep_the_memory_budget_per_past_task(sequence_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("mood_first", "per_class", "kept"), [(False, 2, 6), (True, 1, 2), (True, 3, 6)])
+def test_replay_buffers_keep_memory_per_class_of_each_past_task(sequence_config, tiny_task_dir, tiny_sentiment_dir,
+                                                                 tmp_path, monkeypatch, mood_first, per_class, kept):
+    # Any class counts run: 1 or 3 per class of the 2-class task before the 3-class one, 2 per class the other way.
     from avalanche.training.plugins import ReplayPlugin
 
-    sizes = []
+    sizes, classes = [], []
     original = ReplayPlugin.before_training_exp
 
     def spy(self, strategy, *args, **kwargs):
-        sizes.append((type(self.storage_policy).__name__, len(self.storage_policy.buffer), strategy.experience.current_experience))
+        buffer = self.storage_policy.buffer
+        sizes.append((type(self.storage_policy).__name__, len(buffer), strategy.experience.current_experience))
+        if isinstance(self.storage_policy, RealExamplesBuffer) and len(buffer):
+            classes.append(sorted(int(buffer[i][1].argmax()) for i in range(len(buffer))))
         return original(self, strategy, *args, **kwargs)
 
     monkeypatch.setattr(ReplayPlugin, "before_training_exp", spy)
+    tasks = [f"{{name: topics, path: '{tiny_task_dir}'}}", f"{{name: mood, path: '{tiny_sentiment_dir}'}}"]
     cfg = sequence_config(tmp_path / "run",
         "continual.strategies=[random_replay,herding_replay,distilled_replay,distilled_text_replay]",
-        "continual.scenarios=[class]", "continual.seeds=[0]",
+        "continual.scenarios=[class]", "continual.seeds=[0]", f"continual.memory_per_class={per_class}",
+        f"task_sequence.tasks=[{','.join(tasks[::-1] if mood_first else tasks)}]",
     )
     run_sequence(cfg)
-    # Before the second task, every memory holds exactly memory_per_task examples of the first.
     assert sorted((name, size) for name, size, exp in sizes if exp == 1) == [
-        ("DistilledBuffer", 6), ("DistilledBuffer", 6), ("RealExamplesBuffer", 6), ("RealExamplesBuffer", 6)]
+        ("DistilledBuffer", kept), ("DistilledBuffer", kept), ("RealExamplesBuffer", kept), ("RealExamplesBuffer", kept)]
     assert sorted(size for _, size, exp in sizes if exp == 0) == [0, 0, 0, 0]
+    first_classes = 2 if mood_first else 3
+    assert classes == [sorted(list(range(first_classes)) * per_class)] * 2  # class-balanced, random and herding
 
 
 @pytest.mark.parametrize(
@@ -314,7 +323,6 @@ def test_replay_buffers_keep_the_memory_budget_per_past_task(sequence_config, tm
         ("continual.strategies=[naive,ewc]", r"continual.strategies='ewc' is not allowed"),
         ("continual.scenarios=[domain]", r"continual.scenarios='domain' is not allowed"),
         ("distill=head", "distill trains head"),
-        ("continual.memory_per_task=4", "does not split evenly over the 3 classes of topics"),
     ],
 )
 def test_bad_configs_fail_before_any_training(sequence_config, tmp_path, override, message):

@@ -55,6 +55,9 @@ def continual_section(results: dict, figures: Path) -> list[str]:
     names = results["sequence"]
     slug = "_then_".join(names)
     cfg = results["config"]["continual"]
+    # Results files written before memory_per_class kept a fixed number of examples per past task.
+    memory = (f"{cfg['memory_per_class']} examples per class" if "memory_per_class" in cfg
+              else f"{cfg['memory_per_task']} examples")
     summary = results["summary"]
     lines = [
         f"## Continual learning: {' → '.join(names)} (the main job)",
@@ -66,7 +69,7 @@ def continual_section(results: dict, figures: Path) -> list[str]:
         "",
         f"Setting: MiniLM; the top {cfg['trainable_layers']} encoder block and the heads train, the blocks below are "
         f"frozen; {cfg['train_examples_per_task']} training examples per task (stratified sample), one pass, "
-        f"batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}; memory: {cfg['memory_per_task']} examples per past "
+        f"batch {cfg['batch_size']}, {cfg['optimizer']} lr {cfg['lr']}; memory: {memory} per past "
         f"task for every replay strategy ({cfg['replay_batch_size']} of them in every mini-batch); the distilled sets "
         f"have exactly that size and were distilled with `distill=last_layer` (the matching parameter mode). Accuracy on "
         f"a fixed sample of {cfg['test_examples_per_task']} test examples per task; mean ± std over seeds {cfg['seeds']}. "
