@@ -38,11 +38,11 @@ from condense.continual_model import ContinualClassifier, Pooling, accuracy, los
 from condense.models import Encoder
 from condense.registry import lookup
 from condense.schema import ContinualConfig
-from condense.replay import MEMORIES, AccuracyCurve, DistilledBuffer, MemoryFit, RealExamplesBuffer
+from condense.replay import MEMORIES, AccuracyCurve, DistilledBuffer, MemoryFit, MemoryLoss, RealExamplesBuffer
 
 __all__ = [
     "OPTIMIZERS", "SCENARIOS", "STRATEGIES", "AccuracyCurve", "ContinualClassifier", "DistilledBuffer", "ExampleRows",
-    "Examples", "LabelLayout", "MemoryFit", "Pooling", "RealExamplesBuffer", "SequenceData", "StrategyPlan",
+    "Examples", "LabelLayout", "MemoryFit", "MemoryLoss", "Pooling", "RealExamplesBuffer", "SequenceData", "StrategyPlan",
     "USES_DISTILLED_SETS", "accuracy", "avalanche_dataset", "benchmark", "collate",
     "loss_and_accuracy", "run_strategy",
 ]
@@ -143,6 +143,8 @@ def run_strategy(
         memory_fit = MemoryFit(plan.memory)
         replay = ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=plan.memory)
         plugins += [replay, memory_fit]  # in this order: MemoryFit reads the memory ReplayPlugin has just filled
+        if settings.memory_loss.weight > 0:
+            plugins.append(MemoryLoss(plan.memory, settings.memory_loss))
     strategy = plan.template(
         model=model,
         optimizer=optimizer(model.parameters(), settings.lr),

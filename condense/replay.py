@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+import torch.nn.functional as F
 from avalanche.benchmarks.utils import AvalancheDataset
 from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.core import SupervisedPlugin
@@ -20,8 +22,9 @@ from avalanche.training.storage_policy import (
 )
 from torch import nn
 
-from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
-from condense.continual_model import accuracy, loss_and_accuracy
+from condense.continual_data import Examples, SequenceData, avalanche_dataset, collate  # first: quiets Avalanche
+from condense.continual_model import accuracy, loss_and_accuracy, model_device
+from condense.schema import MemoryLossConfig
 
 
 class AccuracyCurve(SupervisedPlugin):
@@ -143,3 +146,64 @@ MEMORIES: dict[str, MemoryBuilder] = {
     "distilled": distilled_memory("embedding"),
     "distilled_text": distilled_memory("text"),
 }
+
+
+def _label_targets(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The memory's target rows, softened or sharpened by ``temperature`` (one-hot rows stay one-hot)."""
+    tempered = targets.clamp_min(1e-12).log() / temperature
+    return torch.where(targets > 0, tempered, torch.full_like(tempered, -torch.inf)).softmax(1)
+
+
+def _logit_targets(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """The model's own predictions when the example entered the memory, at ``temperature``."""
+    return (logits / temperature).softmax(1)
+
+
+MEMORY_TARGETS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "labels": _label_targets,
+    "logits": _logit_targets,
+}
+
+
+class MemoryLoss(SupervisedPlugin):
+    """Adds ``weight * T^2 * KL(targets_T || softmax(logits / T))`` on a mini-batch drawn from the replay memory to
+    every training loss (``continual.memory_loss``). Memory rows mixed into the mini-batch already give a
+    cross-entropy; a near-zero one once the model fits them, so this term keeps pulling towards what the memory
+    encodes (its soft labels, or the logits the model gave it) before drift misclassifies it.
+
+    Registered after the ``ReplayPlugin`` that fills ``memory``, so each experience's new rows get their logits
+    after the memory holds them, from the model as the experience ended."""
+
+    def __init__(self, memory: ExemplarsBuffer, settings: MemoryLossConfig):
+        super().__init__()
+        self.memory = memory
+        self.settings = settings
+        self.targets = MEMORY_TARGETS[settings.targets]
+        self.logits = torch.empty(0)  # (rows so far, width): the model's logits on each row as it was stored
+
+    @torch.no_grad()
+    def after_training_exp(self, strategy, *args, **kwargs):
+        buffer = self.memory.buffer
+        new = [buffer[i] for i in range(len(self.logits), len(buffer))]
+        if not new:
+            return
+        training = strategy.model.training
+        strategy.model.eval()
+        batch, _, _ = collate(new)
+        logits = strategy.model(batch.to(model_device(strategy.model))).float().cpu()
+        strategy.model.train(training)
+        self.logits = logits if not len(self.logits) else torch.cat([self.logits, logits])
+
+    def before_backward(self, strategy, *args, **kwargs):
+        buffer = self.memory.buffer
+        if not len(buffer) or self.settings.weight == 0:
+            return
+        # torch's global generator: RNGManager seeds it per run, so the draws repeat with the seed.
+        picks = torch.randint(len(buffer), (self.settings.batch_size,)).tolist()
+        batch, targets, _ = collate([buffer[i] for i in picks])
+        device = model_device(strategy.model)
+        logits = strategy.model(batch.to(device))
+        temperature = self.settings.temperature
+        wanted = self.targets(targets.to(device).float(), self.logits[picks].to(device), temperature)
+        divergence = F.kl_div((logits / temperature).log_softmax(1), wanted, reduction="batchmean")
+        strategy.loss = strategy.loss + self.settings.weight * temperature**2 * divergence

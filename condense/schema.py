@@ -19,6 +19,7 @@ BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "joint", "merged_only")
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
+MEMORY_TARGETS = ("labels", "logits")
 EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")
 PRECISIONS = ("fp32", "bf16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -175,6 +176,20 @@ class EvalConfig:
 
 
 @dataclass
+class MemoryLossConfig:
+    """A loss on a separate mini-batch of the replay memory, beside the memory rows mixed into every mini-batch: the
+    KL divergence, at ``temperature``, from the memory's targets to the model's predictions (dark experience
+    replay, Buzzega et al. 2020, with KL in place of its logit MSE). ``labels``: the stored target rows, i.e. the
+    distilled sets' soft labels or the real examples' one-hot labels; ``logits``: the model's own logits on each
+    example when it entered the memory. Weight 0 turns it off."""
+
+    weight: float = at_least(0.0, 0.0)
+    targets: str = choice("logits", MEMORY_TARGETS)
+    temperature: float = positive(2.0)
+    batch_size: int = at_least(8, 1)
+
+
+@dataclass
 class ContinualConfig:
     """``conf/continual/``: sized for a 2-core CPU, every strategy x scenario x seed in about 20 minutes once the
     distilled sets exist."""
@@ -192,6 +207,7 @@ class ContinualConfig:
     curve_points_per_experience: int = at_least(6, 1)
     batch_size: int = at_least(32, 1)
     replay_batch_size: int = at_least(8, 1)  # memory examples added to every mini-batch
+    memory_loss: MemoryLossConfig = field(default_factory=MemoryLossConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
     lr: float = positive(3e-4)

@@ -57,11 +57,12 @@ def test_the_schema_choices_are_what_the_library_implements():
 
 
 def test_the_continual_choices_are_the_registries():
-    from condense import continual
+    from condense import continual, replay
 
     assert set(schema.STRATEGIES) == set(continual.STRATEGIES)
     assert set(schema.SCENARIOS) == set(continual.SCENARIOS)
     assert set(schema.CONTINUAL_OPTIMIZERS) == set(continual.OPTIMIZERS)
+    assert set(schema.MEMORY_TARGETS) == set(replay.MEMORY_TARGETS)
 
 
 @pytest.mark.parametrize("overrides,message", [
