@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from condense.cache import atomic_write_text, locked
+from condense.cache import atomic_write_text, finish_interrupted_writes, locked
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -46,6 +46,7 @@ def machine() -> str:
 
 
 def finished(out: Path) -> bool:
+    finish_interrupted_writes(out)  # a save killed between two renames: its files are read only once complete
     # metrics.json is written empty when distillation ends and filled once evaluation ends.
     return (out / "metrics.json").exists() and bool(json.loads((out / "metrics.json").read_text()).get("learned"))
 
@@ -68,6 +69,7 @@ def run_one(variant: str, task: str, seed: int) -> dict:
     # Several benchmark processes may share the queue (e.g. one per variant): one run at a time per folder.
     with locked(out / "run"):
         run_unless_finished(variant, task, seed, out)
+        finish_interrupted_writes(out)
     meta = json.loads((out / "meta.json").read_text())
     return {
         "metrics": json.loads((out / "metrics.json").read_text()),
