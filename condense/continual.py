@@ -21,6 +21,7 @@ from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetti
 from avalanche.training import JointTraining, Naive
 from avalanche.training.determinism.rng_manager import RNGManager
 from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+from avalanche.core import SupervisedPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import nn
 
@@ -77,8 +78,7 @@ def _sequential(memory: str | None = None) -> StrategyBuilder:
     """Fine-tuning experience by experience, replaying a memory of kind ``memory`` (a key of MEMORIES) if given."""
 
     def build(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
-        replay = None if memory is None else lookup(MEMORIES, "replay memory", memory)(
-            model, data, settings.memory_per_class, memory_size)
+        replay = None if memory is None else lookup(MEMORIES, "replay memory", memory)(model, data, settings, memory_size)
         return StrategyPlan(Naive, settings.epochs, replay, list(bench.train_stream))
 
     return build
@@ -101,6 +101,7 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "herding_replay": _sequential("herding"),
     "distilled_replay": _sequential("distilled"),
     "distilled_text_replay": _sequential("distilled_text"),
+    "condensed_replay": _sequential("condensed"),
     "joint": _joint,
     "merged_only": _merged_only,
 }
@@ -143,6 +144,8 @@ def run_strategy(
         memory_fit = MemoryFit(plan.memory)
         replay = ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=plan.memory)
         plugins += [replay, memory_fit]  # in this order: MemoryFit reads the memory ReplayPlugin has just filled
+        if isinstance(plan.memory, SupervisedPlugin):  # a memory that works on the experience as it trains
+            plugins.append(plan.memory)
         if settings.memory_loss.weight > 0:
             plugins.append(MemoryLoss(plan.memory, settings.memory_loss))
     strategy = plan.template(

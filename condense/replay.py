@@ -24,7 +24,8 @@ from torch import nn
 
 from condense.continual_data import Examples, SequenceData, avalanche_dataset, collate  # first: quiets Avalanche
 from condense.continual_model import accuracy, loss_and_accuracy, model_device
-from condense.schema import MemoryLossConfig
+from condense.condensed_memory import condensed_memory
+from condense.schema import ContinualConfig, MemoryLossConfig
 
 
 class AccuracyCurve(SupervisedPlugin):
@@ -119,22 +120,23 @@ class DistilledBuffer(_PerExperienceBuffer):
         self.buffer = concat_datasets(self.kept)
 
 
-MemoryBuilder = Callable[[nn.Module, SequenceData, int, int], ExemplarsBuffer]
+# (model, data, continual settings, total memory size) -> storage policy
+MemoryBuilder = Callable[[nn.Module, SequenceData, ContinualConfig, int], ExemplarsBuffer]
 
 
-def random_memory(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
-    return RealExamplesBuffer(per_class, data.layout.num_classes, size, RandomExemplarsSelectionStrategy())
+def random_memory(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> ExemplarsBuffer:
+    return RealExamplesBuffer(settings.memory_per_class, data.layout.num_classes, size, RandomExemplarsSelectionStrategy())
 
 
-def herding_memory(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
+def herding_memory(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> ExemplarsBuffer:
     # Herding on the model's own pooled features, as they are when the experience ends.
-    return RealExamplesBuffer(per_class, data.layout.num_classes, size, HerdingSelectionStrategy(model, "pool"))
+    return RealExamplesBuffer(settings.memory_per_class, data.layout.num_classes, size, HerdingSelectionStrategy(model, "pool"))
 
 
 def distilled_memory(form: str) -> MemoryBuilder:
     """The builder of a memory of each past task's distilled set in ``form`` (``embedding`` or ``text``)."""
 
-    def build(model: nn.Module, data: SequenceData, per_class: int, size: int) -> ExemplarsBuffer:
+    def build(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> ExemplarsBuffer:
         return DistilledBuffer([avalanche_dataset(e, data.layout) for e in data.distilled[form]], size)
 
     return build
@@ -145,6 +147,7 @@ MEMORIES: dict[str, MemoryBuilder] = {
     "herding": herding_memory,
     "distilled": distilled_memory("embedding"),
     "distilled_text": distilled_memory("text"),
+    "condensed": condensed_memory,
 }
 
 

@@ -17,7 +17,10 @@ PARAM_SUBSETS = ("head", "last_n_layers", "all")
 INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
-STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "joint", "merged_only")
+STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "condensed_replay",
+              "joint", "merged_only")
+# condensed_replay adds a double backward per training iteration: asked for by name, not run by default.
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s != "condensed_replay")
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
 EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")
@@ -190,12 +193,22 @@ class MemoryLossConfig:
 
 
 @dataclass
+class CondensationConfig:
+    """``condensed_replay``: how its memory is condensed against the learner while each task trains
+    (:mod:`condense.condensed_memory`)."""
+
+    steps: int = at_least(1, 1)  # gradient-matching steps on the memory after each training iteration
+    every: int = at_least(1, 1)  # ... after every this many iterations
+    lr: float = positive(0.01)  # Adam on the memory's hidden states
+
+
+@dataclass
 class ContinualConfig:
     """``conf/continual/``: sized for a 2-core CPU, every strategy x scenario x seed in about 20 minutes once the
     distilled sets exist."""
 
     scenarios: List[str] = choices_list(list(SCENARIOS), SCENARIOS)  # task: a head per task; class: one joint head
-    strategies: List[str] = choices_list(list(STRATEGIES), STRATEGIES)
+    strategies: List[str] = choices_list(list(DEFAULT_STRATEGIES), STRATEGIES)
     seeds: List[int] = counts([0, 1, 2], 0)
     # Examples kept per class of each past task by every replay strategy (the distilled sets' ipc): a task of C
     # classes keeps C x memory_per_class, so any mix of class counts splits evenly.
@@ -208,6 +221,7 @@ class ContinualConfig:
     batch_size: int = at_least(32, 1)
     replay_batch_size: int = at_least(8, 1)  # memory examples added to every mini-batch
     memory_loss: MemoryLossConfig = field(default_factory=MemoryLossConfig)
+    condensation: CondensationConfig = field(default_factory=CondensationConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
     lr: float = positive(3e-4)

@@ -27,8 +27,9 @@ from condense.continual import (
     run_strategy,
 )
 from condense.models import Encoder, hidden_states_below, load_encoder, top_blocks
+from condense.condensed_memory import CondensedBuffer
 from condense.replay import MEMORIES, DistilledBuffer, RealExamplesBuffer
-from condense.schema import ContinualConfig
+from condense.schema import DEFAULT_STRATEGIES, ContinualConfig
 from condense.sequence import run_sequence
 
 
@@ -149,7 +150,7 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
     assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay",
-                                 "joint", "merged_only")
+                                 "condensed_replay", "joint", "merged_only")
     assert tuple(continual.SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
@@ -159,10 +160,10 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
                         "distilled_replay": "DistilledBuffer", "distilled_text_replay": "DistilledBuffer",
-                        "joint": None, "merged_only": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 5 + ["JointTraining", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 5 + [1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 6 + [3]
+                        "condensed_replay": "CondensedBuffer", "joint": None, "merged_only": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 6 + ["JointTraining", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 6 + [1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 7 + [3]
     assert len(plans["merged_only"].train_on[0].dataset) == 4  # the merged sets' 2 + 2 examples
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
     assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(
@@ -175,16 +176,16 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
                 build(model, bare, bench, settings, 2)
         else:
             build(model, bare, bench, settings, 2)
-    assert set(MEMORIES) == {"random", "herding", "distilled", "distilled_text"}
-    assert isinstance(MEMORIES["random"](model, data, 2, 2), RealExamplesBuffer)
-    assert isinstance(MEMORIES["distilled"](model, data, 2, 2), DistilledBuffer)
+    assert set(MEMORIES) == {"random", "herding", "distilled", "distilled_text", "condensed"}
+    assert isinstance(MEMORIES["random"](model, data, settings, 2), RealExamplesBuffer)
+    assert isinstance(MEMORIES["distilled"](model, data, settings, 2), DistilledBuffer)
     sgd = OPTIMIZERS["sgd"](model.parameters(), 0.5)
     assert type(sgd).__name__ == "SGD" and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.5
     assert type(OPTIMIZERS["adam"](model.parameters(), 0.5)).__name__ == "Adam"
 
 
 @pytest.mark.parametrize(("name", "settings", "message"), [
-    ("ewc", _settings(), r"continual.strategies: unknown 'ewc'; choose from \['distilled_replay', .*'naive'"),
+    ("ewc", _settings(), r"continual.strategies: unknown 'ewc'; choose from \['condensed_replay', 'distilled_replay', .*'naive'"),
     ("naive", _settings(optimizer="rmsprop"), r"continual.optimizer: unknown 'rmsprop'; choose from \['adam', 'sgd'\]"),
 ])
 def test_run_strategy_rejects_unknown_names_before_building_anything(tiny_bert, monkeypatch, name, settings, message):
@@ -241,7 +242,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     assert saved["sequence"] == ["topics", "mood"] and set(saved["summary"]) == {"task", "class"}
-    assert len(saved["runs"]) == 2 * len(STRATEGIES) * 2
+    assert len(saved["runs"]) == 2 * len(DEFAULT_STRATEGIES) * 2
     initial: dict = {}
     for run in saved["runs"]:
         matrix = run["accuracy_matrix"]
@@ -298,23 +299,23 @@ def test_replay_buffers_keep_memory_per_class_of_each_past_task(sequence_config,
     def spy(self, strategy, *args, **kwargs):
         buffer = self.storage_policy.buffer
         sizes.append((type(self.storage_policy).__name__, len(buffer), strategy.experience.current_experience))
-        if isinstance(self.storage_policy, RealExamplesBuffer) and len(buffer):
+        if isinstance(self.storage_policy, (RealExamplesBuffer, CondensedBuffer)) and len(buffer):
             classes.append(sorted(int(buffer[i][1].argmax()) for i in range(len(buffer))))
         return original(self, strategy, *args, **kwargs)
 
     monkeypatch.setattr(ReplayPlugin, "before_training_exp", spy)
     tasks = [f"{{name: topics, path: '{tiny_task_dir}'}}", f"{{name: mood, path: '{tiny_sentiment_dir}'}}"]
     cfg = sequence_config(tmp_path / "run",
-        "continual.strategies=[random_replay,herding_replay,distilled_replay,distilled_text_replay]",
+        "continual.strategies=[random_replay,herding_replay,distilled_replay,distilled_text_replay,condensed_replay]",
         "continual.scenarios=[class]", "continual.seeds=[0]", f"continual.memory_per_class={per_class}",
         f"task_sequence.tasks=[{','.join(tasks[::-1] if mood_first else tasks)}]",
     )
     run_sequence(cfg)
-    assert sorted((name, size) for name, size, exp in sizes if exp == 1) == [
+    assert sorted((name, size) for name, size, exp in sizes if exp == 1) == [("CondensedBuffer", kept),
         ("DistilledBuffer", kept), ("DistilledBuffer", kept), ("RealExamplesBuffer", kept), ("RealExamplesBuffer", kept)]
-    assert sorted(size for _, size, exp in sizes if exp == 0) == [0, 0, 0, 0]
+    assert sorted(size for _, size, exp in sizes if exp == 0) == [0, 0, 0, 0, 0]
     first_classes = 2 if mood_first else 3
-    assert classes == [sorted(list(range(first_classes)) * per_class)] * 2  # class-balanced, random and herding
+    assert classes == [sorted(list(range(first_classes)) * per_class)] * 3  # class-balanced: random, herding, condensed
 
 
 @pytest.mark.parametrize(
