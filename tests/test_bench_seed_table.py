@@ -45,6 +45,10 @@ def test_seed_table_computes_every_row_once_and_reports_the_seed_layout(tiny_mod
     again = run_experiment("seed_table", job, "python -m condense.bench seed_table")
     assert again["cells"] == {"computed": 0, "reused": len(cached)}
     assert again["tasks"] == results["tasks"]  # cached and fresh cells read alike: no JSON round trip needed
+    # A run that adds nothing but sets leaves the full-data runs to the file that has them.
+    sets_only = run_experiment("seed_table", tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path, "bench.seed_table.entire_seeds=[]"),
+                               "python -m condense.bench seed_table")
+    assert sets_only["tasks"]["tiny"]["entire"] is None and sets_only["tasks"]["tiny"]["sets"] == tiny["sets"]
 
     assert "**tiny**" in "\n".join(seed_table_report.report(results, tmp_path))
     text = "\n".join(seed_table_report.summary([results], tmp_path))
@@ -63,7 +67,11 @@ def test_the_summary_merges_one_models_runs_task_by_task_and_rows_each_model():
     first = run("bench_seed_table", "minilm", {"sst2": {**entire, "sets": {"1": {
         "head-mode text": {"finetune": stat(0.7)}, "herding": {"finetune": stat(0.6)}}}}})
     encoder = seed_table_report.encoder_set("embedding", "none")
-    second = run("bench_seed_table_sst2_all", "minilm", {"sst2": {**entire, "sets": {"1": {encoder: {"learned": stat(0.81)}}}}})
+    # A run that only adds sets (bench.seed_table.entire_seeds=[]) divides by the first run's entire-dataset runs.
+    second = run("bench_seed_table_sst2_all", "minilm", {"sst2": {"entire": None, "train_examples": 100,
+                                                                  "sets": {"1": {encoder: {"learned": stat(0.81)}}}}})
+    alone = "\n".join(seed_table_report.task_table("sst2", second["tasks"]["sst2"]))
+    assert f"| 1 | {encoder} | — | 81.0 ± 1.0 |" in alone and "are in the summary below" in alone
     other = run("bench_seed_table_mpnet", "mpnet_base", {"sst2_2k": {**entire, "train_examples": 2000, "sets": {"1": {
         "head-mode text": {"finetune": stat(0.77)}}}}})
     text = "\n".join(seed_table_report.summary([first, second, other], None))

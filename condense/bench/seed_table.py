@@ -92,7 +92,10 @@ def run(job: BenchJob) -> dict:
                 for name in seeds[0]
             }
         # After the sets: another process may be computing the (locked, cached) full-data runs meanwhile.
-        entire = entire_dataset_reference(data.encoder, data.job.task, data.task, table.recipe, table.entire_seeds)
-        tasks[data.name] = {"entire": summarize_reference(entire, keep), "sets": per_k,
+        entire = None
+        if table.entire_seeds:
+            runs = entire_dataset_reference(data.encoder, data.job.task, data.task, table.recipe, table.entire_seeds)
+            entire = summarize_reference(runs, keep)
+        tasks[data.name] = {"entire": entire, "sets": per_k,
                             "train_examples": len(data.train_labels), "test_examples": len(data.test.labels)}
     return {"tasks": tasks}

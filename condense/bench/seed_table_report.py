@@ -55,7 +55,7 @@ def report(results: dict, figures: Path) -> list[str]:
         f"{recipe['head_lr']}, weight decay {recipe['weight_decay']}) on every weight, {recipe['epochs']} epoch of batches "
         f"of {recipe['batch_size']}, {recipe['schedule']} schedule (warm-up {recipe['warmup_ratio']:.0%}), batches grouped "
         f"by length; a tiny set gets at least {recipe['min_steps']} steps. *Entire*: the recipe on every training row "
-        f"condense loads, seeds {table['entire_seeds']}, tested on the whole test split. *Distilled*: the recipe on "
+        f"condense loads, seeds {table['entire_seeds'] or '(none in this run: see the summary)'}, tested on the whole test split. *Distilled*: the recipe on "
         f"sets of k per class, {table['n_inits']} fresh models per distillation seed (seeds {config['bench']['seeds']}), "
         f"tested on a fixed sample of {config['eval']['encoder_test_examples'] or 'all'} test examples; the % columns "
         "divide by the entire-dataset runs' accuracy on that same sample. Cells: mean ± std over seeds × fresh models. "
@@ -77,6 +77,7 @@ def summary(runs: list[dict], figures: Path) -> list[str]:
         merged = models.setdefault(results["config"]["model"]["name"], {})
         for task, result in results["tasks"].items():
             into = merged.setdefault(task, {**result, "sets": {}})
+            into["entire"] = into["entire"] or result["entire"]
             for k, sets in result["sets"].items():
                 into["sets"].setdefault(k, {}).update(sets)
     lines = ["## The seed's table, every model", "",
@@ -117,7 +118,7 @@ def seed_layout(models: dict[str, dict]) -> list[str]:
             task = column_task(tasks, column)
             result = tasks.get(task)
             sample = "" if task == column or result is None else f" ({result['train_examples']:,} training rows)"
-            entire_cells.append("—" if result is None else points(result["entire"]["whole_test"]) + sample)
+            entire_cells.append("—" if result is None or result["entire"] is None else points(result["entire"]["whole_test"]) + sample)
             best = None if result is None else best_text_set(result["sets"].get("1", {}))
             distilled_cells.append("—" if best is None else points(best[1]))
         lines.append(table_row([f"{model} (here)", "entire dataset", *entire_cells]))
@@ -130,6 +131,13 @@ def seed_layout(models: dict[str, dict]) -> list[str]:
 
 def task_table(task: str, result: dict) -> list[str]:
     entire = result["entire"]
+    if entire is None:  # the full-data runs are in another run's file: the summary divides by them
+        lines = [f"**{task}** ({result['train_examples']} training rows; the entire-dataset runs, and the % of them, "
+                 "are in the summary below)", ""]
+        lines += table_head(["k", "set", "recipe", "learned protocol"], "llrr")
+        for k, sets in result["sets"].items():
+            lines += [table_row([k, name, points(s.get("finetune")), points(s.get("learned"))]) for name, s in sets.items()]
+        return lines + [""]
     reference = entire["subsample"]["mean"]
     lines = [
         f"**{task}**: entire dataset {points(entire['whole_test'])} on the whole test split "
@@ -150,8 +158,8 @@ def bars(model: str, tasks: dict) -> list[str]:
     lines += table_head(["task", "bar", "measured", "met"])
     for column, goals in BARS.items():
         task = column_task(tasks, column)
-        if task is None:
-            lines.append(table_row([column, "every bar", "not run", "no"]))
+        if task is None or tasks[task]["entire"] is None:
+            lines.append(table_row([column, "every bar", "not run" if task is None else "no entire-dataset runs", "no"]))
             continue
         result, sets = tasks[task], tasks[task]["sets"].get("1", {})
         reference = result["entire"]["subsample"]["mean"]
