@@ -39,7 +39,7 @@ from condense.continual_model import ContinualClassifier, Pooling, accuracy, los
 from condense.models import Encoder
 from condense.registry import lookup
 from condense.schema import ContinualConfig
-from condense.replay import MEMORIES, AccuracyCurve, DistilledBuffer, MemoryFit, MemoryLoss, RealExamplesBuffer
+from condense.replay import MEMORIES, AccuracyCurve, AsymmetricLoss, DistilledBuffer, MemoryFit, MemoryLoss, RealExamplesBuffer
 
 __all__ = [
     "OPTIMIZERS", "SCENARIOS", "STRATEGIES", "AccuracyCurve", "ContinualClassifier", "DistilledBuffer", "ExampleRows",
@@ -144,6 +144,8 @@ def run_strategy(
         memory_fit = MemoryFit(plan.memory)
         replay = ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=plan.memory)
         plugins += [replay, memory_fit]  # in this order: MemoryFit reads the memory ReplayPlugin has just filled
+        if settings.asymmetric_loss:
+            plugins.append(AsymmetricLoss(layout))  # before MemoryLoss: it replaces the loss MemoryLoss adds to
         if isinstance(plan.memory, SupervisedPlugin):  # a memory that works on the experience as it trains
             plugins.append(plan.memory)
         if settings.memory_loss.weight > 0:

@@ -16,7 +16,7 @@ from condense.models import Encoder, pool, top_blocks
 
 # Logit of a class outside the example's task (task scenario): the softmax gives it no mass, and, unlike -inf,
 # a zero target times its log-probability is 0 rather than nan.
-_OUTSIDE_TASK = -1e4
+OUTSIDE_TASK = -1e4
 
 
 class Pooling(nn.Module):
@@ -49,7 +49,7 @@ class ContinualClassifier(nn.Module):
         features = self.pool(hidden, mask)
         if not self.per_task:
             return self.heads[0](features)
-        logits = features.new_full((len(features), self.width), _OUTSIDE_TASK)
+        logits = features.new_full((len(features), self.width), OUTSIDE_TASK)
         for task, head in enumerate(self.heads):
             rows = batch["task_ids"] == task
             if rows.any():

@@ -22,8 +22,8 @@ from avalanche.training.storage_policy import (
 )
 from torch import nn
 
-from condense.continual_data import Examples, SequenceData, avalanche_dataset, collate  # first: quiets Avalanche
-from condense.continual_model import accuracy, loss_and_accuracy, model_device
+from condense.continual_data import Examples, LabelLayout, SequenceData, avalanche_dataset, collate  # first: quiets Avalanche
+from condense.continual_model import OUTSIDE_TASK, accuracy, loss_and_accuracy, model_device
 from condense.condensed_memory import condensed_memory
 from condense.schema import ContinualConfig, MemoryLossConfig
 
@@ -210,3 +210,24 @@ class MemoryLoss(SupervisedPlugin):
         wanted = self.targets(targets.to(device).float(), self.logits[picks].to(device), temperature)
         divergence = F.kl_div((logits / temperature).log_softmax(1), wanted, reduction="batchmean")
         strategy.loss = strategy.loss + self.settings.weight * temperature**2 * divergence
+
+
+class AsymmetricLoss(SupervisedPlugin):
+    """ER-ACE's asymmetric cross-entropy (Caccia et al. 2022, ``continual.asymmetric_loss``): rows of the task being
+    learned are scored over that task's classes only, replayed rows over every class. In the class scenario, plain
+    cross-entropy on new rows pushes every old class's logit down, which a memory of a few rows cannot outweigh;
+    with per-task heads the two losses are the same. Replaces the template's loss, so it is registered before any
+    plugin that adds to it (:class:`MemoryLoss`)."""
+
+    def __init__(self, layout: LabelLayout):
+        super().__init__()
+        self.layout = layout
+
+    def before_backward(self, strategy, *args, **kwargs):
+        task = strategy.experience.current_experience
+        logits = strategy.mb_output
+        incoming = (strategy.mbatch[0]["task_ids"] == task).unsqueeze(1)
+        columns = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        columns[self.layout.offset(task) : self.layout.offset(task) + self.layout.num_classes[task]] = True
+        masked = logits.masked_fill(incoming & ~columns, OUTSIDE_TASK)
+        strategy.loss = F.cross_entropy(masked, strategy.mb_y)

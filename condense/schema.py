@@ -221,6 +221,9 @@ class ContinualConfig:
     batch_size: int = at_least(32, 1)
     replay_batch_size: int = at_least(8, 1)  # memory examples added to every mini-batch
     memory_loss: MemoryLossConfig = field(default_factory=MemoryLossConfig)
+    # ER-ACE (Caccia et al. 2022): the incoming task's rows are scored over its own classes only, so that learning
+    # new classes does not push down the logits of the old ones a small memory must defend (class scenario).
+    asymmetric_loss: bool = False
     condensation: CondensationConfig = field(default_factory=CondensationConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)

@@ -80,3 +80,38 @@ def test_the_memory_loss_config_is_checked():
     with pytest.raises(ConfigError, match="continual.memory_loss.temperature=0.0 must be"):
         compose("run", ["continual.memory_loss.temperature=0"])
     assert ContinualConfig().memory_loss.weight == 0.0  # off unless asked for
+
+
+def test_the_asymmetric_loss_scores_incoming_rows_over_their_task_and_replayed_rows_over_all():
+    from condense.replay import AsymmetricLoss
+
+    logits = torch.tensor([[2.0, 1.0, 0.5, -0.5], [0.0, 3.0, 1.0, 2.0], [1.0, -1.0, 2.0, 0.0]])
+    targets = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+
+    def loss(layout, logits, task_ids):
+        strategy = SimpleNamespace(experience=SimpleNamespace(current_experience=1), mb_output=logits, mb_y=targets,
+                                   mbatch=[{"task_ids": torch.tensor(task_ids)}], loss=None)
+        AsymmetricLoss(layout).before_backward(strategy)
+        return strategy.loss
+
+    # Class scenario, task 1 = columns 2-3: rows 0 and 1 are incoming (scored over columns 2-3), row 2 is replayed.
+    incoming = F.cross_entropy(logits[:2, 2:], targets[:2, 2:], reduction="sum")
+    replayed = F.cross_entropy(logits[2:], targets[2:], reduction="sum")
+    assert loss(LabelLayout("class", [2, 2]), logits, [1, 1, 0]).item() == pytest.approx(((incoming + replayed) / 3).item())
+    assert loss(LabelLayout("class", [2, 2]), logits, [1, 1, 0]).item() < F.cross_entropy(logits, targets).item()
+    # Per-task heads: every row is scored over its own task's head already, so the loss is plain cross-entropy.
+    head_targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    strategy = SimpleNamespace(experience=SimpleNamespace(current_experience=1), mb_output=logits[:, :2],
+                               mb_y=head_targets, mbatch=[{"task_ids": torch.tensor([1, 1, 0])}], loss=None)
+    AsymmetricLoss(LabelLayout("task", [2, 2])).before_backward(strategy)
+    assert strategy.loss.item() == pytest.approx(F.cross_entropy(logits[:, :2], head_targets).item())
+
+
+def test_a_run_with_the_asymmetric_loss_trains_otherwise_only_in_the_class_scenario(tiny_bert):
+    def run(scenario: str, asymmetric: bool) -> dict:
+        settings = _settings(asymmetric_loss=asymmetric)
+        return run_strategy("random_replay", tiny_bert, _sequence_data(scenario), settings, seed=0)
+
+    assert run("task", True)["accuracy_matrix"] == run("task", False)["accuracy_matrix"]
+    plain, asymmetric = run("class", False), run("class", True)
+    assert plain["memory_fit"][1]["loss"] != asymmetric["memory_fit"][1]["loss"]
