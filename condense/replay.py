@@ -1,5 +1,6 @@
 """What the strategies add to Avalanche's templates: replay memories (Avalanche storage policies, one per kind of
-memory) and the plugins that measure a run (the forgetting curve, how well the model already fits its memory).
+memory), the plugins that measure a run (the forgetting curve, how well the model already fits its memory) and
+those that change what replay optimises (a dark-experience-replay term, ER-ACE's asymmetric cross-entropy).
 
 ``MEMORIES`` maps a kind of memory to the builder of its storage policy, which Avalanche's ``ReplayPlugin`` fills
 after each experience and samples from during the next.
