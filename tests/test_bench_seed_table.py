@@ -77,6 +77,8 @@ def test_the_summary_merges_one_models_runs_task_by_task_and_rows_each_model():
     text = "\n".join(seed_table_report.summary([first, second, other], None))
     assert "| minilm (here) | distilled dataset (1/class) | — | — | 70.0 ± 1.0 | — |" in text
     assert "| mpnet_base (here) | entire dataset | — | — | 90.0 ± 1.0 (2,000 training rows) | — |" in text
+    one_seed = {"entire": {"whole_test": {**stat(0.9), "n": 1}, "subsample": {**stat(0.9), "n": 1}}, "train_examples": 10}
+    assert "| 90.0 (1 seed) |" in "\n".join(seed_table_report.seed_layout({"m": {"ag_news": {**one_seed, "sets": {}}}}))
     # The second run's encoder-mode set sits beside the first run's sets: 81 / 90 = 90.0% >= 85%.
     assert "| sst2 | all-weights embedding, learned protocol ≥ 85% of entire | 90.0% (" + encoder + ") | yes |" in text
     assert "| sst2 | … and ≥ the best real subset + 5 points | +10.0 points | yes |" in text

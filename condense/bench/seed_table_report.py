@@ -32,6 +32,11 @@ def column_task(tasks: dict, column: str) -> str | None:
     return next((t for t in tasks if t == column or t.startswith(f"{column}_")), None)
 
 
+def runs_points(stat: dict) -> str:
+    """An entire-dataset summary: mean ± std over its seeds, or the one run's accuracy and no spread."""
+    return f"{100 * stat['mean']:.1f} (1 seed)" if stat["n"] == 1 else points(stat)
+
+
 def _share(stat: dict | None, reference: float) -> str:
     return "—" if stat is None else f"{100 * stat['mean'] / reference:.1f}%"
 
@@ -118,7 +123,7 @@ def seed_layout(models: dict[str, dict]) -> list[str]:
             task = column_task(tasks, column)
             result = tasks.get(task)
             sample = "" if task == column or result is None else f" ({result['train_examples']:,} training rows)"
-            entire_cells.append("—" if result is None or result["entire"] is None else points(result["entire"]["whole_test"]) + sample)
+            entire_cells.append("—" if result is None or result["entire"] is None else runs_points(result["entire"]["whole_test"]) + sample)
             best = None if result is None else best_text_set(result["sets"].get("1", {}))
             distilled_cells.append("—" if best is None else points(best[1]))
         lines.append(table_row([f"{model} (here)", "entire dataset", *entire_cells]))
@@ -140,8 +145,8 @@ def task_table(task: str, result: dict) -> list[str]:
         return lines + [""]
     reference = entire["subsample"]["mean"]
     lines = [
-        f"**{task}**: entire dataset {points(entire['whole_test'])} on the whole test split "
-        f"({entire['test_examples']} examples), {points(entire['subsample'])} on the {entire['subsample_examples']}-example "
+        f"**{task}**: entire dataset {runs_points(entire['whole_test'])} on the whole test split "
+        f"({entire['test_examples']} examples), {runs_points(entire['subsample'])} on the {entire['subsample_examples']}-example "
         f"sample ({entire['train_examples']} training rows, {entire['seconds']['mean'] / 60:.1f} min a run).",
         "",
     ]
