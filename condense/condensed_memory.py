@@ -19,34 +19,38 @@ from torch.func import functional_call
 from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
 from avalanche.benchmarks.utils.utils import concat_datasets  # noqa: E402
 from avalanche.core import SupervisedPlugin  # noqa: E402
-from avalanche.training.storage_policy import ExemplarsBuffer  # noqa: E402
 from condense.continual_model import model_device  # noqa: E402
-from condense.schema import CondensationConfig, ContinualConfig
+from condense.replay import PerExperienceBuffer  # noqa: E402
+from condense.schema import CondensationConfig, ContinualConfig  # noqa: E402
+
+
+def loss_gradients(model: nn.Module, params: dict[str, torch.Tensor], batch: dict, targets: torch.Tensor,
+                   create_graph: bool = False) -> tuple[torch.Tensor | None, ...]:
+    """The gradient of the cross-entropy on ``batch`` with respect to each of ``params`` (None where unused)."""
+    loss = F.cross_entropy(functional_call(model, params, (batch,)), targets)
+    return torch.autograd.grad(loss, list(params.values()), create_graph=create_graph, allow_unused=True)
 
 
 def gradient_mismatch(model: nn.Module, params: dict[str, torch.Tensor], memory: dict, memory_targets: torch.Tensor,
-                      real: dict, real_targets: torch.Tensor) -> torch.Tensor:
-    """Sum over parameter tensors of 1 - cos(gradient on the memory, gradient on the real batch), differentiable
-    with respect to the memory's inputs; tensors the real batch gives (next to) no gradient are left out."""
-    real_loss = F.cross_entropy(functional_call(model, params, (real,)), real_targets)
-    real_grads = torch.autograd.grad(real_loss, list(params.values()), allow_unused=True)
-    memory_loss = F.cross_entropy(functional_call(model, params, (memory,)), memory_targets)
-    memory_grads = torch.autograd.grad(memory_loss, list(params.values()), create_graph=True, allow_unused=True)
+                      real_grads: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+    """Sum over parameter tensors of 1 - cos(gradient on the memory, ``real_grads``), differentiable with respect
+    to the memory's inputs; tensors the real batch gives (next to) no gradient are left out."""
+    memory_grads = loss_gradients(model, params, memory, memory_targets, create_graph=True)
     pairs = [(m, r) for m, r in zip(memory_grads, real_grads) if m is not None and r is not None]
     # A tensor the loss cannot move (a key bias: softmax ignores a shift shared by every key) has a gradient of
     # rounding noise, whose direction means nothing.
     largest = max((float(r.norm()) for _, r in pairs), default=0.0)
     terms = [1 - F.cosine_similarity(m.flatten(), r.flatten(), dim=0) for m, r in pairs if r.norm() > 1e-6 * largest]
-    return torch.stack(terms).sum() if terms else memory_loss.new_zeros(())
+    return torch.stack(terms).sum() if terms else memory_targets.new_zeros(())
 
 
-class CondensedBuffer(ExemplarsBuffer, SupervisedPlugin):
+class CondensedBuffer(PerExperienceBuffer, SupervisedPlugin):
     """A storage policy that is also the plugin condensing its current experience's share while that experience
     trains; the kept shares of past experiences never change. Register it as a plugin and give it to a
     ``ReplayPlugin`` as its storage policy."""
 
     def __init__(self, data: SequenceData, per_class: int, max_size: int, settings: CondensationConfig):
-        ExemplarsBuffer.__init__(self, max_size)
+        PerExperienceBuffer.__init__(self, max_size)
         SupervisedPlugin.__init__(self)
         self.data, self.per_class, self.settings = data, per_class, settings
         self.kept: list = []
@@ -81,10 +85,10 @@ class CondensedBuffer(ExemplarsBuffer, SupervisedPlugin):
         model.eval()  # no dropout: both gradients of one step are taken at the same function
         params = {name: p.detach().requires_grad_(True) for name, p in model.named_parameters() if p.requires_grad}
         memory = self.current
+        real_grads = loss_gradients(model, params, real, targets[rows])
+        inputs = {"hidden_states": memory.hidden_states, "attention_mask": memory.attention_mask, "task_ids": memory.task_ids}
         for _ in range(self.settings.steps):
-            inputs = {"hidden_states": memory.hidden_states, "attention_mask": memory.attention_mask,
-                      "task_ids": memory.task_ids}
-            mismatch = gradient_mismatch(model, params, inputs, memory.targets, real, targets[rows])
+            mismatch = gradient_mismatch(model, params, inputs, memory.targets, real_grads)
             self.matches.append(float(mismatch.detach()))
             self.optimizer.zero_grad()
             mismatch.backward(inputs=[memory.hidden_states])
@@ -98,12 +102,6 @@ class CondensedBuffer(ExemplarsBuffer, SupervisedPlugin):
         self.kept.append(avalanche_dataset(frozen, self.data.layout))
         self.buffer = concat_datasets(self.kept)
         self.current, self.optimizer = None, None
-
-    def update(self, strategy, **kwargs):
-        self.post_adapt(strategy, strategy.experience)
-
-    def resize(self, strategy, new_size):
-        self.max_size = new_size
 
 
 def condensed_memory(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> CondensedBuffer:

@@ -2,7 +2,7 @@
 plugins, trained from a fresh model and measured on every task after each training call.
 
 Strategies are built from the ``STRATEGIES`` registry (config name -> builder of a :class:`StrategyPlan`): Avalanche's
-``Naive`` experience by experience, alone or with a ``ReplayPlugin`` over one of :data:`condense.replay.MEMORIES`;
+``Naive`` experience by experience, alone or with a ``ReplayPlugin`` over one of the ``MEMORIES`` (storage policies);
 ``JointTraining`` on every task at once; or ``Naive`` on the merge of every task's distilled set only. The optimiser
 comes from ``OPTIMIZERS``. Examples, label layouts and the benchmark are in :mod:`condense.continual_data`, the
 model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay`; their public names
@@ -20,8 +20,8 @@ import torch
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, forward_transfer_metrics
 from avalanche.training import JointTraining, Naive
 from avalanche.training.determinism.rng_manager import RNGManager
-from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import nn
 
@@ -39,10 +39,22 @@ from condense.continual_model import ContinualClassifier, Pooling, accuracy, los
 from condense.models import Encoder
 from condense.registry import lookup
 from condense.schema import ContinualConfig
-from condense.replay import MEMORIES, AccuracyCurve, AsymmetricLoss, DistilledBuffer, MemoryFit, MemoryLoss, RealExamplesBuffer
+from condense.condensed_memory import condensed_memory
+from condense.replay import (
+    AccuracyCurve,
+    AsymmetricLoss,
+    DistilledBuffer,
+    MemoryBuilder,
+    MemoryFit,
+    MemoryLoss,
+    RealExamplesBuffer,
+    distilled_memory,
+    herding_memory,
+    random_memory,
+)
 
 __all__ = [
-    "OPTIMIZERS", "SCENARIOS", "STRATEGIES", "AccuracyCurve", "ContinualClassifier", "DistilledBuffer", "ExampleRows",
+    "MEMORIES", "OPTIMIZERS", "SCENARIOS", "STRATEGIES", "AccuracyCurve", "ContinualClassifier", "DistilledBuffer", "ExampleRows",
     "Examples", "LabelLayout", "MemoryFit", "MemoryLoss", "Pooling", "RealExamplesBuffer", "SequenceData", "StrategyPlan",
     "USES_DISTILLED_SETS", "accuracy", "avalanche_dataset", "benchmark", "collate",
     "loss_and_accuracy", "run_strategy",
@@ -70,6 +82,15 @@ class StrategyPlan:
     memory: ExemplarsBuffer | None
     train_on: list
 
+
+# Kinds of replay memory (the ``_sequential`` strategies' storage policies) -> builders.
+MEMORIES: dict[str, MemoryBuilder] = {
+    "random": random_memory,
+    "herding": herding_memory,
+    "distilled": distilled_memory("embedding"),
+    "distilled_text": distilled_memory("text"),
+    "condensed": condensed_memory,
+}
 
 StrategyBuilder = Callable[[nn.Module, SequenceData, object, ContinualConfig, int], StrategyPlan]
 

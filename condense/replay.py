@@ -2,8 +2,8 @@
 memory), the plugins that measure a run (the forgetting curve, how well the model already fits its memory) and
 those that change what replay optimises (a dark-experience-replay term, ER-ACE's asymmetric cross-entropy).
 
-``MEMORIES`` maps a kind of memory to the builder of its storage policy, which Avalanche's ``ReplayPlugin`` fills
-after each experience and samples from during the next.
+Each kind of memory has a builder of its storage policy (``condense.continual.MEMORIES`` names them), which
+Avalanche's ``ReplayPlugin`` fills after each experience and samples from during the next.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from torch import nn
 
 from condense.continual_data import Examples, LabelLayout, SequenceData, avalanche_dataset, collate  # first: quiets Avalanche
 from condense.continual_model import OUTSIDE_TASK, accuracy, loss_and_accuracy, model_device
-from condense.condensed_memory import condensed_memory
 from condense.schema import ContinualConfig, MemoryLossConfig
 
 
@@ -78,7 +77,7 @@ class MemoryFit(SupervisedPlugin):
         self.fits.append({"examples": len(rows), "loss": loss, "accuracy": fit})
 
 
-class _PerExperienceBuffer(ExemplarsBuffer):
+class PerExperienceBuffer(ExemplarsBuffer):
     """A memory that adds a fixed number of examples per finished experience and never shrinks."""
 
     def update(self, strategy, **kwargs):
@@ -89,7 +88,7 @@ class _PerExperienceBuffer(ExemplarsBuffer):
         self.max_size = new_size
 
 
-class RealExamplesBuffer(_PerExperienceBuffer):
+class RealExamplesBuffer(PerExperienceBuffer):
     """``per_class`` real examples of every class of every past experience, picked by an Avalanche selection
     strategy (random, or herding on the model's pooled features)."""
 
@@ -108,7 +107,7 @@ class RealExamplesBuffer(_PerExperienceBuffer):
         self.buffer = concat_datasets([m.buffer for m in self.memories])
 
 
-class DistilledBuffer(_PerExperienceBuffer):
+class DistilledBuffer(PerExperienceBuffer):
     """After each experience, keeps that task's distilled set: the memory is the distilled sets of past tasks."""
 
     def __init__(self, distilled: list[AvalancheDataset], max_size: int):
@@ -142,14 +141,6 @@ def distilled_memory(form: str) -> MemoryBuilder:
 
     return build
 
-
-MEMORIES: dict[str, MemoryBuilder] = {
-    "random": random_memory,
-    "herding": herding_memory,
-    "distilled": distilled_memory("embedding"),
-    "distilled_text": distilled_memory("text"),
-    "condensed": condensed_memory,
-}
 
 
 def _label_targets(targets: torch.Tensor, logits: torch.Tensor, temperature: float) -> torch.Tensor:

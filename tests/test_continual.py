@@ -14,6 +14,7 @@ from condense import continual
 from condense import sequence as sequence_module
 from condense.config import compose, task_config
 from condense.continual import (
+    MEMORIES,
     OPTIMIZERS,
     STRATEGIES,
     ContinualClassifier,
@@ -26,9 +27,9 @@ from condense.continual import (
     loss_and_accuracy,
     run_strategy,
 )
-from condense.models import Encoder, hidden_states_below, load_encoder, top_blocks
 from condense.condensed_memory import CondensedBuffer
-from condense.replay import MEMORIES, DistilledBuffer, RealExamplesBuffer
+from condense.models import Encoder, hidden_states_below, load_encoder, top_blocks
+from condense.replay import DistilledBuffer, RealExamplesBuffer
 from condense.schema import DEFAULT_STRATEGIES, ContinualConfig
 from condense.sequence import run_sequence
 
