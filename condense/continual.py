@@ -3,7 +3,8 @@ plugins, trained from a fresh model and measured on every task after each traini
 
 Strategies are built from the ``STRATEGIES`` registry (config name -> builder of a :class:`StrategyPlan`): Avalanche's
 ``Naive`` experience by experience, alone or with a ``ReplayPlugin`` over one of the ``MEMORIES`` (storage policies);
-``JointTraining`` on every task at once; or ``Naive`` on the merge of every task's distilled set only. The optimiser
+``JointTraining`` on every task at once; or ``Naive`` on the merge of every task's distilled set only, with the
+harness's optimiser (``merged_only``) or by the sets' own learned inner loop (``merged_learned``). The optimiser
 comes from ``OPTIMIZERS``. Examples, label layouts and the benchmark are in :mod:`condense.continual_data`, the
 model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay`; their public names
 are importable from here too.
@@ -14,9 +15,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from avalanche.evaluation.metrics import accuracy_metrics, bwt_metrics, forgetting_metrics, forward_transfer_metrics
 from avalanche.training import JointTraining, Naive
 from avalanche.training.determinism.rng_manager import RNGManager
@@ -81,6 +83,8 @@ class StrategyPlan:
     epochs: int
     memory: ExemplarsBuffer | None
     train_on: list
+    plugins: list = field(default_factory=list)
+    optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None  # None: continual.optimizer
 
 
 # Kinds of replay memory (the ``_sequential`` strategies' storage policies) -> builders.
@@ -116,6 +120,47 @@ def _merged_only(model, data: SequenceData, bench, settings: ContinualConfig, me
     return StrategyPlan(Naive, settings.merged_only_epochs, None, [merged.train_stream[0]])
 
 
+class LearnedSteps(SupervisedPlugin):
+    """The loop a distilled set was distilled for, on the merged set: each training iteration is one full-batch step
+    of plain SGD at that step's learned learning rate (the head's and the encoder's, averaged over the sets by
+    ``merge_distilled``), on the sum over tasks of each task's mean cross-entropy, the loss each set was distilled
+    with. Avalanche keeps one parameter group, so the learning rates scale the gradients of an SGD at lr 1."""
+
+    def __init__(self, lrs: torch.Tensor):
+        super().__init__()
+        # One column: sets distilled with the encoder frozen (distill=head), whose loop never stepped the encoder.
+        self.lrs = lrs if lrs.ndim == 2 else torch.stack([lrs, torch.zeros_like(lrs)], dim=1)
+
+    def before_training_exp(self, strategy, *args, **kwargs):
+        strategy.model.eval()  # no dropout, as in the unrolled loop the sets were distilled through
+        # Avalanche's loader for task-labelled data draws a share of each batch from every task and oversamples the
+        # smaller ones, which would repeat rows; the learned loop sees every row once per step.
+        dataset = strategy.adapted_dataset
+        strategy.dataloader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), collate_fn=collate)
+
+    def before_backward(self, strategy, *args, **kwargs):
+        tasks = strategy.mbatch[0]["task_ids"]
+        strategy.loss = sum(F.cross_entropy(strategy.mb_output[tasks == task], strategy.mb_y[tasks == task])
+                            for task in tasks.unique())
+
+    def before_update(self, strategy, *args, **kwargs):
+        head_lr, encoder_lr = self.lrs[strategy.clock.train_exp_iterations, [0, -1]].tolist()
+        for name, parameter in strategy.model.named_parameters():
+            if parameter.grad is not None:
+                parameter.grad.mul_(head_lr if name.startswith("heads.") else encoder_lr)
+
+
+def _merged_learned(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
+    """A fresh model trained on the merged set by its learned protocol (:class:`LearnedSteps`)."""
+    lrs = data.merged_lrs
+    if lrs is None or lrs.numel() == 0:
+        raise ValueError("merged_learned needs the merged set's learned learning rates; the merged sets' inner loops "
+                         "differ in length, so merge_distilled kept none: use merged_only")
+    merged = benchmark([data.merged], data.test, data.layout)
+    return StrategyPlan(Naive, len(lrs), None, [merged.train_stream[0]], plugins=[LearnedSteps(lrs)],
+                        optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
+
+
 STRATEGIES: dict[str, StrategyBuilder] = {
     "naive": _sequential(),
     "random_replay": _sequential("random"),
@@ -125,9 +170,10 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "condensed_replay": _sequential("condensed"),
     "joint": _joint,
     "merged_only": _merged_only,
+    "merged_learned": _merged_learned,
 }
 # The strategies that read SequenceData.distilled or .merged: a run of none of them needs no distillation.
-USES_DISTILLED_SETS = frozenset({"distilled_replay", "distilled_text_replay", "merged_only"})
+USES_DISTILLED_SETS = frozenset({"distilled_replay", "distilled_text_replay", "merged_only", "merged_learned"})
 
 
 def _evaluation_plugin() -> EvaluationPlugin:
@@ -159,7 +205,7 @@ def run_strategy(
     evaluator = _evaluation_plugin()
     memory_size = max(1, settings.memory_per_class * sum(data.layout.num_classes[:-1]))  # every past task's share
     plan = build(model, data, bench, settings, memory_size)
-    plugins: list = [curve]
+    plugins: list = [curve, *plan.plugins]
     memory_fit = None
     if plan.memory is not None:
         memory_fit = MemoryFit(plan.memory)
@@ -173,7 +219,7 @@ def run_strategy(
             plugins.append(MemoryLoss(plan.memory, settings.memory_loss))
     strategy = plan.template(
         model=model,
-        optimizer=optimizer(model.parameters(), settings.lr),
+        optimizer=plan.optimizer(model.parameters()) if plan.optimizer else optimizer(model.parameters(), settings.lr),
         criterion=nn.CrossEntropyLoss(),
         train_mb_size=settings.batch_size,
         train_epochs=plan.epochs,

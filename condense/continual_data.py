@@ -95,6 +95,7 @@ class SequenceData:
     curve: list[Examples]
     distilled: dict[str, list[Examples]]  # "embedding" / "text": each task's distilled set
     merged: Examples  # merge_distilled of every task's embedding-form set
+    merged_lrs: torch.Tensor | None = None  # its learned inner learning rates, (T,) or (T, 2): head and encoder
 
 
 class ExampleRows(torch.utils.data.Dataset):

@@ -16,6 +16,10 @@ from condense.cache import atomic_savefig  # noqa: E402
 log = logging.getLogger(__name__)
 
 
+# The strategies trained on the merged set only, and the line style of their final accuracy on the curves.
+MERGED_LINES = {"merged_only": "--", "merged_learned": "-."}
+
+
 def _curves(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Iterations, and mean and std over seeds of each task's accuracy there (seeds share the schedule)."""
     iterations = np.array([p["iteration"] for p in runs[0]["curve"]])
@@ -38,10 +42,11 @@ def forgetting_curves(results: dict, path: Path) -> None:
             if not runs or not runs[0]["curve"]:
                 continue
             iterations, mean, std = _curves(runs)
-            if strategy == "merged_only":
-                # Trained once on a few examples for many epochs: its own schedule; drawn as its final accuracy.
+            if strategy in MERGED_LINES:
+                # Trained once on a few examples on a schedule of its own: drawn as its final accuracy.
                 for task in range(len(names)):
-                    axes[row, task].axhline(100 * mean[-1, task], color=colours[strategy], ls="--", lw=1.2, label=strategy)
+                    axes[row, task].axhline(100 * mean[-1, task], color=colours[strategy], ls=MERGED_LINES[strategy], lw=1.2,
+                                            label=strategy)
                 continue
             if strategy != "joint" and boundaries is None:
                 boundaries = runs[0]["experience_starts"][1:]
@@ -100,5 +105,41 @@ def accuracy_matrices(results: dict, path: Path) -> None:
                 ax.set_xlabel("evaluated on", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label="test accuracy (%), mean over seeds")
     atomic_savefig(fig, path, dpi=120)  # a run killed while drawing keeps the previous figure
+    plt.close(fig)
+    log.info("wrote %s", path)
+
+
+def memory_sweep(by_memory: dict[int, dict], path: Path) -> None:
+    """Final average accuracy and BWT (mean ± std over seeds) against memory per class, a line per replay strategy:
+    a column per scenario. ``by_memory`` maps memory per class to one sequence's results at that memory."""
+    memories = sorted(by_memory)
+    scenarios = list(dict.fromkeys(s for results in by_memory.values() for s in results["summary"]))
+    fig, axes = plt.subplots(2, len(scenarios), figsize=(5 * len(scenarios), 6.4), squeeze=False, sharex=True)
+    names = next(iter(by_memory.values()))["sequence"]
+    for column, scenario in enumerate(scenarios):
+        strategies = list(dict.fromkeys(name for m in memories for name, s in by_memory[m]["summary"].get(scenario, {}).items()
+                                        if s.get("memory_loss") is not None))  # the strategies that keep a memory
+        for row, (metric, label) in enumerate((("average_accuracy", "final average accuracy (%)"),
+                                               ("bwt", "BWT on earlier tasks (points)"))):
+            ax = axes[row, column]
+            for strategy in strategies:
+                cells = [(m, by_memory[m]["summary"][scenario][strategy][metric]) for m in memories
+                         if strategy in by_memory[m]["summary"].get(scenario, {})]
+                x = [m for m, _ in cells]
+                mean = np.array([100 * c["mean"] for _, c in cells])
+                std = np.array([100 * c["std"] for _, c in cells])
+                ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=strategy)
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(memories, [str(m) for m in memories])
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"{' → '.join(names)}, {scenario}-incremental", fontsize=10)
+            else:
+                ax.set_xlabel("memory: examples per class of each past task")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
     log.info("wrote %s", path)

@@ -18,7 +18,7 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "condensed_replay",
-              "joint", "merged_only")
+              "joint", "merged_only", "merged_learned")
 # condensed_replay adds a double backward per training iteration: asked for by name, not run by default.
 DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s != "condensed_replay")
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")

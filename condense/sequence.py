@@ -87,13 +87,14 @@ def sequence_data(
         for form, form_sets in sets.items():
             distilled[form].append(_distilled_examples(encoder, form_sets[index], form, task_cfg, layers, layout, index))
     merged = merge_distilled(sets["embedding"], label_space=scenario) if sets else None
-    merged_examples = None
+    merged_examples = merged_lrs = None
     if merged is not None:
         if merged.soft_labels.shape[1] != layout.width:
             raise ValueError(f"merged soft labels have {merged.soft_labels.shape[1]} columns, the {scenario} layout {layout.width}")
         hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings).cpu()
         merged_examples = Examples(hidden, merged.attention_mask.cpu(), merged.soft_labels.cpu(), merged.task_ids.cpu())
-    return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples)
+        merged_lrs = merged.inner_lrs.cpu()
+    return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples, merged_lrs)
 
 
 def _real_examples(

@@ -44,6 +44,8 @@ def test_presets_are_the_schema_plus_what_they_change():
     paper = compose("bench", ["bench=paper"]).bench
     assert (paper.name, paper.seeds, paper.compute.head_max_examples, paper.compute.head_batch_size) == ("paper", [0, 1, 2], None, 32)
     assert compose("run").continual == schema.ContinualConfig()  # one default for curve points, not two
+    full = compose("run", ["continual=full"]).continual  # the larger experiment: every strategy, 5 seeds, 2,000 rows
+    assert (full.seeds, full.train_examples_per_task, full.strategies) == ([0, 1, 2, 3, 4], 2000, list(schema.STRATEGIES))
 
 
 def test_the_schema_choices_are_what_the_library_implements():

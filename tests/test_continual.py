@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from condense import continual
 from condense import sequence as sequence_module
@@ -18,6 +19,7 @@ from condense.continual import (
     OPTIMIZERS,
     STRATEGIES,
     ContinualClassifier,
+    ExampleRows,
     Examples,
     LabelLayout,
     SequenceData,
@@ -145,13 +147,14 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
     distilled = {form: [_examples(2, 5, t, layout, 2) for t in range(2)] for form in ("embedding", "text")}
     merged_parts = distilled["embedding"]
     merged = Examples(*(torch.cat([getattr(e, f) for e in merged_parts]) for f in ("hidden_states", "attention_mask", "targets", "task_ids")))
+    lrs = torch.tensor([[0.5, 0.1], [0.4, 0.2]])  # two learned steps: (head, encoder)
     return SequenceData(layout, ["a", "b"], [tr for tr, _ in per_task], [te for _, te in per_task],
-                        [te.subset(torch.arange(2)) for _, te in per_task], distilled, merged)
+                        [te.subset(torch.arange(2)) for _, te in per_task], distilled, merged, lrs)
 
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
     assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay",
-                                 "condensed_replay", "joint", "merged_only")
+                                 "condensed_replay", "joint", "merged_only", "merged_learned")
     assert tuple(continual.SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
@@ -161,10 +164,10 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
                         "distilled_replay": "DistilledBuffer", "distilled_text_replay": "DistilledBuffer",
-                        "condensed_replay": "CondensedBuffer", "joint": None, "merged_only": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 6 + ["JointTraining", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 6 + [1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 7 + [3]
+                        "condensed_replay": "CondensedBuffer", "joint": None, "merged_only": None, "merged_learned": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 6 + ["JointTraining", "Naive", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 6 + [1, 1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 7 + [3, 2]  # merged_learned: one epoch per learned step
     assert len(plans["merged_only"].train_on[0].dataset) == 4  # the merged sets' 2 + 2 examples
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
     assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(
@@ -223,6 +226,40 @@ def test_a_strategy_trains_where_the_encoder_is(tiny_bert, monkeypatch):
     assert [fit["examples"] for fit in result["memory_fit"]] == [2, 4]
 
 
+@pytest.mark.parametrize(("scenario", "head_only"), [("task", False), ("class", False), ("class", True)])
+def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates(tiny_bert, monkeypatch, scenario, head_only):
+    built = []
+
+    class Kept(ContinualClassifier):
+        def __init__(self, *args):
+            super().__init__(*args)
+            built.append(self)
+
+    monkeypatch.setattr(continual, "ContinualClassifier", Kept)
+    data = _sequence_data(scenario)
+    if head_only:  # sets distilled with the encoder frozen have one learning rate per step, the head's
+        data = dataclasses.replace(data, merged_lrs=data.merged_lrs[:, 0])
+    run_strategy("merged_learned", tiny_bert, data, _settings(), seed=3)
+    continual.RNGManager.set_random_seeds(3)
+    model = ContinualClassifier(tiny_bert, 1, data.layout).eval()  # the run's fresh model: same seed, same draws
+    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.merged)])
+    tasks = batch["task_ids"]
+    initial = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    lrs = data.merged_lrs.tolist() if not head_only else [(lr, 0.0) for lr in data.merged_lrs.tolist()]
+    for head_lr, encoder_lr in lrs:
+        logits = model(batch)
+        loss = sum(F.cross_entropy(logits[tasks == t], targets[tasks == t]) for t in (0, 1))  # each set's own mean
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        with torch.no_grad():
+            for (name, parameter), grad in zip(model.named_parameters(), grads):
+                parameter -= (head_lr if name.startswith("heads.") else encoder_lr) * grad
+    trained = dict(built[0].named_parameters())
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(trained[name], parameter, rtol=1e-4, atol=1e-6, msg=name)
+    moved = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, initial[name])}
+    assert "heads.0.weight" in moved and any(name.startswith("blocks.") for name in moved) != head_only
+
+
 @pytest.fixture
 def sequence_config(tiny_sequence_overrides):
     def config(out, *overrides):
@@ -247,7 +284,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
     initial: dict = {}
     for run in saved["runs"]:
         matrix = run["accuracy_matrix"]
-        sequential = run["strategy"] not in ("joint", "merged_only")
+        sequential = run["strategy"] not in ("joint", "merged_only", "merged_learned")
         assert len(matrix) == (2 if sequential else 1) and all(len(row) == 2 for row in matrix)
         # 8 test examples per task: every accuracy is a count of them.
         assert all(_is_count_over(a, 8) for row in [*matrix, run["initial_accuracy"]] for a in row)

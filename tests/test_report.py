@@ -80,3 +80,79 @@ def test_the_report_side_reads_results_without_loading_models_or_data():
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def _sequence_results(bwt_by_strategy: dict[str, dict[str, list[float]]], finals: dict[str, dict[str, list[float]]]) -> dict:
+    """A two-task results dict: sequential runs whose first-task accuracy drops by the given BWT per seed from 0.8,
+    and one-row runs (joint, merged) with the given final accuracies."""
+    from condense.report import summarize_runs
+
+    runs = []
+    for scenario, by_strategy in bwt_by_strategy.items():
+        for strategy, values in by_strategy.items():
+            runs += [{"scenario": scenario, "strategy": strategy, "seed": seed, "accuracy_matrix": [[0.8, 0.5], [0.8 + bwt, 0.7]],
+                      "avalanche": {"bwt": bwt, "forgetting": -bwt, "forward_transfer": 0.0}, "seconds": 1.0}
+                     for seed, bwt in enumerate(values)]
+    for scenario, by_strategy in finals.items():
+        for strategy, final in by_strategy.items():
+            runs += [{"scenario": scenario, "strategy": strategy, "seed": seed, "accuracy_matrix": [final],
+                      "avalanche": {}, "seconds": 1.0} for seed in range(5)]
+    scenarios = {r["scenario"] for r in runs}
+    summary = {s: {name: summarize_runs([r for r in runs if r["scenario"] == s and r["strategy"] == name])
+                   for name in dict.fromkeys(r["strategy"] for r in runs if r["scenario"] == s)} for s in ("task", "class") if s in scenarios}
+    return {"sequence": ["a", "b"], "summary": summary, "runs": runs}
+
+
+def test_the_bars_hold_the_best_distilled_replay_to_real_replay_by_seed_and_merged_sets_to_joint():
+    from condense.bench.continual_report import bar_rows, best_distilled
+
+    random = [-0.30, -0.25, -0.35, -0.28, -0.32]
+    results = _sequence_results(
+        {"class": {"random_replay": random, "herding_replay": [r + 0.02 for r in random],
+                   "distilled_replay": [r - 0.10 for r in random], "distilled_text_replay": [r + 0.06 for r in random]},
+         "task": {"random_replay": random, "herding_replay": random,
+                  "condensed_replay": [r + d for r, d in zip(random, [0.01, -0.01, 0.02, 0.0, 0.0])]}},
+        {"task": {"joint": [0.8, 0.8], "merged_only": [0.76, 0.70], "merged_learned": [0.8, 0.73]},
+         "class": {"joint": [0.8, 0.8], "merged_learned": [0.70, 0.68]}},
+    )
+    assert best_distilled(results, "class") == "distilled_text_replay" and best_distilled(results, "task") == "condensed_replay"
+    rows = bar_rows(results)
+    by_bar = {row.split(" | ")[0]: row for row in rows}
+    assert len(rows) == 6  # the task scenario's bar is against random replay only
+    # Class: +6 points over random (goal +5) and +4 over herding (goal ≥ 0), every seed alike.
+    assert by_bar["| class-incremental: best distilled replay (distilled_text_replay) BWT on a − random_replay's (≥ +5 points)"] \
+        .endswith("+6.0 ± 0.0 (paired by seed, n = 5) | yes |")
+    assert by_bar["| class-incremental: best distilled replay (distilled_text_replay) BWT on a − herding_replay's (≥ 0)"] \
+        .endswith("+4.0 ± 0.0 (paired by seed, n = 5) | yes |")
+    # Task: a mean gain of +0.4 with a standard error of 0.5 is not beyond one standard error.
+    task_row = by_bar["| task-incremental: best distilled replay (condensed_replay) BWT on a − random_replay's (≥ 0 beyond one standard error)"]
+    assert task_row.endswith("+0.4 ± 1.1 (paired by seed, n = 5) | no |")
+    assert by_bar["| task-incremental: merged_only / joint on each task (≥ 90%)"].endswith("| a 95.0%, b 87.5% | no |")
+    assert by_bar["| task-incremental: merged_learned / joint on each task (≥ 90%)"].endswith("| a 100.0%, b 91.2% | yes |")
+    assert by_bar["| class-incremental: merged_learned / joint on each task (≥ 85%)"].endswith("| a 87.5%, b 85.0% | yes |")
+
+
+def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tmp_path):
+    from condense.bench.continual_report import memory_sweep_section, memory_sweeps
+
+    def at(memory: int, bwt: float, strategies: list[str], seeds=(0, 1, 2, 3, 4), name: str | None = None) -> dict:
+        results = _sequence_results({"class": {s: [bwt] * len(seeds) for s in strategies}}, {})
+        for run in results["runs"]:
+            run["memory_fit"] = [{"loss": 0.1, "examples": 2}, {"loss": 0.1, "examples": 2}]
+        from condense.report import summarize_runs
+        results["summary"] = {"class": {s: summarize_runs([r for r in results["runs"] if r["strategy"] == s]) for s in strategies}}
+        results["config"] = {"continual": {"memory_per_class": memory, "seeds": list(seeds), "strategies": strategies}}
+        if name:
+            results["name"] = name
+        return results
+
+    one = at(1, -0.30, ["random_replay", "distilled_replay"], name="continual_full_a_then_b")
+    two = at(2, -0.20, ["random_replay"], name="continual_full_mem2_a_then_b")
+    other_seeds = at(4, -0.10, ["random_replay"], seeds=(0, 1, 2))  # other settings: not the same sweep
+    sweeps = memory_sweeps([one, two, other_seeds])
+    assert list(sweeps) == [("a", "b")] and sorted(sweeps[("a", "b")]) == [1, 2]
+    lines = memory_sweep_section(("a", "b"), sweeps[("a", "b")], tmp_path)
+    assert "| class | random_replay | 60.0 ± 0.0 / -30.0 ± 0.0 | 65.0 ± 0.0 / -20.0 ± 0.0 |" in lines
+    assert "| class | distilled_replay | 60.0 ± 0.0 / -30.0 ± 0.0 | — |" in lines
+    assert (tmp_path / "memory_sweep_a_then_b.png").stat().st_size > 10_000
+    assert memory_sweeps([one, other_seeds]) == {}

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from condense.bench import EXPERIMENTS, reporter, summarizer
-from condense.bench.continual_report import continual_section
+from condense.bench.continual_report import continual_section, memory_sweep_section, memory_sweeps
 from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.cache import atomic_write_text
 from condense.report import table_head
@@ -49,8 +49,11 @@ def write_report(results_dir: Path, doc: Path, figures: Path) -> None:
     lines = list(INTRO)
     if reports:
         lines += [f"Machine: {next(iter(reports.values()))['machine']}.", ""]
-    for path in sorted(results_dir.glob("continual_*.json")):
-        lines += continual_section(_read(path), figures)
+    continual = [_read(path) for path in sorted(results_dir.glob("continual_*.json"))]
+    for results in continual:
+        lines += continual_section(results, figures)
+    for sequence, by_memory in memory_sweeps(continual).items():
+        lines += memory_sweep_section(sequence, by_memory, figures)
     lines += bench_sections(results_dir, figures)
     lines += bar_summary(reports)
     for task, report in reports.items():
