@@ -1,13 +1,19 @@
-"""Tiny end-to-end runs give exactly the numbers the library gave before the device and config refactor.
+"""Tiny end-to-end runs give the numbers the library gave before the device and config refactor.
 
-``tests/data/golden_tiny.json`` was written by this file (``CONDENSE_WRITE_GOLDEN=1 pytest tests/test_golden.py``)
-at commit 1bcbc4d, before condense had a device or typed configs; on the CPU every metric must stay bit-identical.
+``tests/data/golden_tiny.json`` is written by this file (``CONDENSE_WRITE_GOLDEN=1 pytest tests/test_golden.py``).
+It was first recorded at commit 1bcbc4d, before condense had a device or typed configs, with sha256 digests of the
+learned tensors. Float reductions differ in their last bits between x86 CPUs (MKL and oneDNN pick kernels by
+instruction set), so a digest pins one machine, not the code: the CI machine failed every digest while every
+float agreed to 2e-7. The file was re-recorded at 9c8788f on a machine whose run matched the 1bcbc4d file in every
+discrete value (texts, accuracies, counts) and within 2.1e-7 relative in every float, with each tensor summarised
+by its shape, sums and leading values instead of a digest. Discrete values must match exactly; floats within
+``RELATIVE`` — three orders of magnitude above the cross-CPU noise and far below what a changed code path moves.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -19,10 +25,15 @@ from condense.sequence import run_sequence
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
 WRITE = os.environ.get("CONDENSE_WRITE_GOLDEN") == "1"
+RELATIVE, ABSOLUTE = 1e-4, 1e-6
 
 
-def digest(tensor: torch.Tensor) -> str:
-    return hashlib.sha256(tensor.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+def summary(tensor: torch.Tensor) -> dict:
+    values = tensor.detach().cpu().double().flatten()
+    return {
+        "shape": list(tensor.shape), "sum": values.sum().item(), "abs_sum": values.abs().sum().item(),
+        "square_sum": values.square().sum().item(), "leading": values[:8].tolist(),
+    }
 
 
 def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode, *pinned) -> dict:
@@ -34,8 +45,8 @@ def distill_outcome(tiny_model_dirs, tiny_task_dir, out, mode, *pinned) -> dict:
     distilled = distill_task(cfg)
     return {
         "metrics": distilled.metrics,
-        "embeddings": digest(distilled.embeddings),
-        "soft_labels": digest(distilled.soft_labels),
+        "embeddings": summary(distilled.embeddings),
+        "soft_labels": summary(distilled.soft_labels),
         "inner_lrs": distilled.inner_lrs.tolist(),
         "texts": distilled.texts,
         "outer_loss": distilled.meta["outer_loss"],
@@ -48,6 +59,23 @@ def sequence_outcome(overrides: list[str]) -> dict:
     return {"runs": [{k: run[k] for k in keep} for run in results["runs"]]}
 
 
+def mismatches(got, want, path: str = "") -> list[str]:
+    """Where ``got`` departs from ``want``: a different key, length, type or discrete value, or a float beyond
+    the tolerance (a recorded float that happens to be integral, such as an accuracy of 1.0, is still a float)."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        if got.keys() != want.keys():
+            return [f"{path or '.'}: keys {sorted(got)} != {sorted(want)}"]
+        return [m for key in want for m in mismatches(got[key], want[key], f"{path}.{key}")]
+    if isinstance(want, list) and isinstance(got, list):
+        if len(got) != len(want):
+            return [f"{path}: length {len(got)} != {len(want)}"]
+        return [m for i, (g, w) in enumerate(zip(got, want)) for m in mismatches(g, w, f"{path}[{i}]")]
+    if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
+        close = math.isclose(got, want, rel_tol=RELATIVE, abs_tol=ABSOLUTE)
+        return [] if close else [f"{path}: {got!r} != {want!r} (beyond rel {RELATIVE}, abs {ABSOLUTE})"]
+    return [] if type(got) is type(want) and got == want else [f"{path}: {got!r} != {want!r}"]
+
+
 def check(name: str, outcome: dict) -> None:
     outcome = json.loads(json.dumps(outcome))
     golden = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
@@ -55,7 +83,19 @@ def check(name: str, outcome: dict) -> None:
         golden[name] = outcome
         GOLDEN.write_text(json.dumps(golden, indent=1, sort_keys=True) + "\n")
         return
-    assert outcome == golden[name]
+    found = mismatches(outcome, golden[name])
+    assert not found, f"{len(found)} departures from {GOLDEN.name}[{name!r}]:\n" + "\n".join(found[:20])
+
+
+def test_the_comparison_tolerates_cross_cpu_noise_and_nothing_more():
+    want = {"loss": [0.9199833869934082], "accuracy": 0.5, "text": "bank profit", "n": 2}
+    assert mismatches({"loss": [0.919983446598053], "accuracy": 0.5, "text": "bank profit", "n": 2}, want) == []
+    assert mismatches({"loss": [0.9201], "accuracy": 0.5, "text": "bank profit", "n": 2}, want)[0].startswith(".loss[0]")
+    assert mismatches({"loss": [0.9199833869934082], "accuracy": 0.25, "text": "bank profit", "n": 2}, want)
+    assert mismatches({"loss": [0.9199833869934082], "accuracy": 0.5, "text": "bank loss", "n": 2}, want)
+    assert mismatches({"loss": [0.9199833869934082], "accuracy": 0.5, "text": "bank profit", "n": 3}, want)
+    assert mismatches({"loss": [], "accuracy": 0.5, "text": "bank profit", "n": 2}, want) == [".loss: length 0 != 1"]
+    assert mismatches({"loss": [0.9199833869934082], "accuracy": 0.5, "text": "bank profit"}, want)
 
 
 # The code paths are what is pinned, not the presets' values: distill=all has since started its head's inner lr
