@@ -6,7 +6,8 @@
 scenario over every seed, and writes ``results.json``, ``results.md``, ``forgetting_curves.png`` and
 ``accuracy_matrices.png`` in the run folder. Each finished strategy x scenario x seed run is kept under
 ``runs/`` there, so a job stopped at any point and started again resumes after the last finished run, and writes
-the ``results.json`` an uninterrupted job writes (wall times aside).
+the ``results.json`` an uninterrupted job writes (wall times aside); a job that lists other strategies, scenarios
+or seeds reuses every run it shares with one that ran before.
 """
 
 from __future__ import annotations
@@ -177,13 +178,22 @@ def run_sequence(job: RunJob) -> dict:
     return results
 
 
+# A run's outcome depends on its own scenario, strategy and seed (its file's name), not on which others its job
+# lists: a job restarted with more, fewer or reordered strategies, scenarios or seeds reuses every run it shares.
+JOB_LISTS = ("strategies", "scenarios", "seeds")
+
+
+def _run_settings(settings_key: dict) -> dict:
+    return {**settings_key, "continual": {k: v for k, v in settings_key["continual"].items() if k not in JOB_LISTS}}
+
+
 def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
     """A finished run of the same settings is read back, so an interrupted job resumes where it stopped; returns the
     run and whether it was read back. A fresh run is returned as it reads back (non-finite floats as None, tuples as
     lists), so the summaries of a resumed job are those of an uninterrupted one."""
     def load(saved_path: Path) -> dict | None:
         saved = read_json(saved_path)
-        return saved["result"] if saved["settings"] == settings_key else None
+        return saved["result"] if _run_settings(saved["settings"]) == _run_settings(settings_key) else None
 
     def save(saved_path: Path, result: dict) -> None:
         atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)

@@ -158,6 +158,27 @@ def test_a_killed_sequence_run_resumes_after_its_finished_runs_and_ends_as_an_un
     assert without(resumed, RUN_TIMINGS | {"command"}) == without(uninterrupted, RUN_TIMINGS | {"command"})
 
 
+def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_shares_and_no_others(
+    tiny_sequence_overrides, tmp_path, monkeypatch, caplog
+):
+    in_a_folder_of_its_own(tmp_path / "jobs", tmp_path / "cache", monkeypatch)
+    first = run_sequence(compose("run", [*tiny_sequence_overrides("run", "[0,1]"), "continual.strategies=[naive,random_replay]"]))
+    caplog.set_level("INFO", logger="condense.sequence")
+
+    # Reordered strategies, one scenario, one seed of the two, and a strategy the first job did not run.
+    subset = [*tiny_sequence_overrides("run", "[1]"), "continual.strategies=[random_replay,naive,joint]",
+              "continual.scenarios=[class]"]
+    again = run_sequence(compose("run", subset))
+    assert "reusing 2 finished runs of 3, ran 1" in caplog.text
+    shared = {(r["scenario"], r["strategy"], r["seed"]): r for r in first["runs"]}
+    for run in again["runs"][:2]:
+        assert run == shared[run["scenario"], run["strategy"], run["seed"]]
+
+    caplog.clear()  # a setting a run depends on: nothing is reused
+    run_sequence(compose("run", [*subset, "continual.lr=0.001"]))
+    assert "reusing 0 finished runs of 3, ran 3" in caplog.text
+
+
 def test_a_killed_bench_experiment_resumes_after_its_finished_cells_and_ends_as_an_uninterrupted_one(
     tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch
 ):
