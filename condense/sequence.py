@@ -136,7 +136,8 @@ def run_sequence(job: RunJob) -> dict:
     needs_sets = bool(USES_DISTILLED_SETS & set(strategies))
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
 
-    settings_key = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
+    settings_key = _run_settings(to_jsonable({"continual": continual, "model": job.model, "distill": job.distill,
+                                              "tasks": task_cfgs}))
     if job.precision != "fp32":  # bf16 trains other runs; fp32 keys stay those of runs made before precisions
         settings_key["precision"] = job.precision
     reused = 0
@@ -193,7 +194,8 @@ def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
     lists), so the summaries of a resumed job are those of an uninterrupted one."""
     def load(saved_path: Path) -> dict | None:
         saved = read_json(saved_path)
-        return saved["result"] if _run_settings(saved["settings"]) == _run_settings(settings_key) else None
+        # Runs saved before the job lists left the key still carry them.
+        return saved["result"] if _run_settings(saved["settings"]) == settings_key else None
 
     def save(saved_path: Path, result: dict) -> None:
         atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)
