@@ -26,11 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_folder(overrides: list[str]) -> Path:
-    """The folder ``python -m condense.run`` writes for these overrides (asked of the config, not guessed)."""
+def run_files(overrides: list[str]) -> tuple[Path, set[Path]]:
+    """The folder ``python -m condense.run`` writes for these overrides and the strategy-run files its job keeps
+    there (asked of the config, not guessed)."""
     from condense.config import compose
 
-    return ROOT / compose("run", overrides).out
+    job = compose("run", overrides)
+    folder = ROOT / job.out
+    c = job.continual
+    return folder, {folder / "runs" / f"{sc}-{st}-seed{seed}.json" for sc in c.scenarios for st in c.strategies for seed in c.seeds}
 
 
 def main() -> None:
@@ -38,12 +42,11 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="only collect the finished run folder")
     parser.add_argument("--name", default="", help="a variant's name, in the results file's name before the sequence")
     args, overrides = parser.parse_known_args()
-    folder = run_folder(overrides)
+    folder, job_runs = run_files(overrides)
     started = time.perf_counter()
     if not args.no_run:
-        before = set((folder / "runs").glob("*.json")) if (folder / "runs").exists() else set()
+        reused = sum(path.exists() for path in job_runs)  # this job's runs finished before it started
         subprocess.run([sys.executable, "-m", "condense.run", *overrides], cwd=ROOT, check=True)
-        reused = len(before)
     results = json.loads((folder / "results.json").read_text())
     if not args.no_run:
         results["benchmark"] = {"wall_seconds": time.perf_counter() - started, "reused_runs": reused}
