@@ -26,15 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_files(overrides: list[str]) -> tuple[Path, set[Path]]:
-    """The folder ``python -m condense.run`` writes for these overrides and the strategy-run files its job keeps
-    there (asked of the config, not guessed)."""
+def run_folder(overrides: list[str]) -> Path:
+    """The folder ``python -m condense.run`` writes for these overrides (asked of the config, not guessed)."""
     from condense.config import compose
 
-    job = compose("run", overrides)
-    folder = ROOT / job.out
-    c = job.continual
-    return folder, {folder / "runs" / f"{sc}-{st}-seed{seed}.json" for sc in c.scenarios for st in c.strategies for seed in c.seeds}
+    return ROOT / compose("run", overrides).out
 
 
 def main() -> None:
@@ -42,14 +38,13 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="only collect the finished run folder")
     parser.add_argument("--name", default="", help="a variant's name, in the results file's name before the sequence")
     args, overrides = parser.parse_known_args()
-    folder, job_runs = run_files(overrides)
+    folder = run_folder(overrides)
     started = time.perf_counter()
     if not args.no_run:
-        reused = sum(path.exists() for path in job_runs)  # this job's runs finished before it started
         subprocess.run([sys.executable, "-m", "condense.run", *overrides], cwd=ROOT, check=True)
     results = json.loads((folder / "results.json").read_text())
     if not args.no_run:
-        results["benchmark"] = {"wall_seconds": time.perf_counter() - started, "reused_runs": reused}
+        results["benchmark"] = {"wall_seconds": time.perf_counter() - started, "reused_runs": results["reused_runs"]}
     name = "_".join(filter(None, [args.name, "_then_".join(results["sequence"])]))
     RESULTS.mkdir(parents=True, exist_ok=True)
     results["config"]["overrides"] = overrides

@@ -164,6 +164,7 @@ def run_sequence(job: RunJob) -> dict:
         "config": to_jsonable(job),
         "machine": machine(),
         "seconds": time.perf_counter() - started,
+        "reused_runs": reused,  # read back from an earlier job, so ``seconds`` is not the runs' whole cost
         "summary": {
             scenario: {strategy: summarize_runs([r for r in runs if r["scenario"] == scenario and r["strategy"] == strategy])
                        for strategy in strategies}

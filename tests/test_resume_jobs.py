@@ -24,7 +24,8 @@ from condense.sequence import run_sequence
 
 REPO = Path(condense.__file__).resolve().parents[1]
 TIMEOUT = 600  # seconds per job: generous, for a machine busy with other work
-RUN_TIMINGS = {"seconds", "machine"}  # wall time and where it ran: the only fields a resumed run may change
+# Wall time, where it ran and how many runs it read back: the only fields a resumed run may change.
+RUN_TIMINGS = {"seconds", "machine", "reused_runs"}
 BENCH_RUN_FIELDS = RUN_TIMINGS | {"distill_seconds", "distillation", "cells"}  # and what this run reused
 
 
@@ -154,6 +155,7 @@ def test_a_killed_sequence_run_resumes_after_its_finished_runs_and_ends_as_an_un
     resumed = json.loads((tmp_path / "interrupted" / "run" / "results.json").read_text())
     uninterrupted = json.loads((tmp_path / "whole" / "run" / "results.json").read_text())
     assert len(resumed["runs"]) == 6 and resumed["command"].startswith("python -m condense.run task_sequence.tasks=")
+    assert (resumed["reused_runs"], uninterrupted["reused_runs"]) == (len(job.finished), 0)
     # The command is None in-process: Hydra did not parse one.
     assert without(resumed, RUN_TIMINGS | {"command"}) == without(uninterrupted, RUN_TIMINGS | {"command"})
 
