@@ -4,7 +4,8 @@ plugins, trained from a fresh model and measured on every task after each traini
 Strategies are built from the ``STRATEGIES`` registry (config name -> builder of a :class:`StrategyPlan`): Avalanche's
 ``Naive`` experience by experience, alone or with a ``ReplayPlugin`` over one of the ``MEMORIES`` (storage policies);
 ``JointTraining`` on every task at once; or ``Naive`` on the merge of every task's distilled set only, with the
-harness's optimiser (``merged_only``) or by the sets' own learned inner loop (``merged_learned``). The optimiser
+harness's optimiser (``merged_only``) or by the sets' own learned inner loop (``merged_learned``), or on that merge
+re-distilled jointly against every task's data (``merged_joint``, :mod:`condense.joint_distill`). The optimiser
 comes from ``OPTIMIZERS``. Examples, label layouts and the benchmark are in :mod:`condense.continual_data`, the
 model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay`; their public names
 are importable from here too.
@@ -126,8 +127,9 @@ class LearnedSteps(SupervisedPlugin):
     ``merge_distilled``), on the sum over tasks of each task's mean cross-entropy, the loss each set was distilled
     with. Avalanche keeps one parameter group, so the learning rates scale the gradients of an SGD at lr 1."""
 
-    def __init__(self, lrs: torch.Tensor):
+    def __init__(self, lrs: torch.Tensor, per_task_loss: bool = True):
         super().__init__()
+        self.per_task_loss = per_task_loss  # False: one mean over every row (a set distilled jointly)
         # One column: sets distilled with the encoder frozen (distill=head), whose loop never stepped the encoder.
         self.lrs = lrs if lrs.ndim == 2 else torch.stack([lrs, torch.zeros_like(lrs)], dim=1)
 
@@ -139,6 +141,9 @@ class LearnedSteps(SupervisedPlugin):
         strategy.dataloader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), collate_fn=collate)
 
     def before_backward(self, strategy, *args, **kwargs):
+        if not self.per_task_loss:
+            strategy.loss = F.cross_entropy(strategy.mb_output, strategy.mb_y)
+            return
         tasks = strategy.mbatch[0]["task_ids"]
         strategy.loss = sum(F.cross_entropy(strategy.mb_output[tasks == task], strategy.mb_y[tasks == task])
                             for task in tasks.unique())
@@ -161,6 +166,17 @@ def _merged_learned(model, data: SequenceData, bench, settings: ContinualConfig,
                         optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
 
 
+def _merged_joint(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
+    """A fresh model trained on the merged set re-distilled jointly (:mod:`condense.joint_distill`), by the loop it
+    was distilled for: its learned learning rates on one mean cross-entropy over all its rows."""
+    if data.merged_joint is None:
+        raise ValueError("merged_joint needs the jointly re-distilled merged set, which this sequence's data lacks")
+    joint = benchmark([data.merged_joint], data.test, data.layout)
+    lrs = data.merged_joint_lrs
+    return StrategyPlan(Naive, len(lrs), None, [joint.train_stream[0]], plugins=[LearnedSteps(lrs, per_task_loss=False)],
+                        optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
+
+
 STRATEGIES: dict[str, StrategyBuilder] = {
     "naive": _sequential(),
     "random_replay": _sequential("random"),
@@ -171,9 +187,10 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "joint": _joint,
     "merged_only": _merged_only,
     "merged_learned": _merged_learned,
+    "merged_joint": _merged_joint,
 }
 # The strategies that read SequenceData.distilled or .merged: a run of none of them needs no distillation.
-USES_DISTILLED_SETS = frozenset({"distilled_replay", "distilled_text_replay", "merged_only", "merged_learned"})
+USES_DISTILLED_SETS = frozenset({"distilled_replay", "distilled_text_replay", "merged_only", "merged_learned", "merged_joint"})
 
 
 def _evaluation_plugin() -> EvaluationPlugin:

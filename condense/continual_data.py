@@ -96,6 +96,8 @@ class SequenceData:
     distilled: dict[str, list[Examples]]  # "embedding" / "text": each task's distilled set
     merged: Examples  # merge_distilled of every task's embedding-form set
     merged_lrs: torch.Tensor | None = None  # its learned inner learning rates, (T,) or (T, 2): head and encoder
+    merged_joint: Examples | None = None  # that merge re-distilled jointly (condense.joint_distill)
+    merged_joint_lrs: torch.Tensor | None = None
 
 
 class ExampleRows(torch.utils.data.Dataset):

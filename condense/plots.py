@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 # The strategies trained on the merged set only, and the line style of their final accuracy on the curves.
-MERGED_LINES = {"merged_only": "--", "merged_learned": "-."}
+MERGED_LINES = {"merged_only": "--", "merged_learned": "-.", "merged_joint": ":"}
 
 
 def _curves(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -27,7 +27,7 @@ def _curves(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return iterations, accuracy.mean(0), accuracy.std(0, ddof=1) if len(accuracy) > 1 else np.zeros_like(accuracy[0])
 
 
-def forgetting_curves(results: dict, path: Path) -> None:
+def forgetting_curves(results: dict, path: Path) -> bool:
     """Accuracy on each task over training: a row of panels per scenario, a panel per task, a line per strategy
     (mean over seeds, band ± std). Dotted lines mark the start of each new task."""
     names = results["sequence"]
@@ -70,11 +70,12 @@ def forgetting_curves(results: dict, path: Path) -> None:
     atomic_savefig(fig, path, dpi=120)  # a run killed while drawing keeps the previous figure
     plt.close(fig)
     log.info("wrote %s", path)
+    return True
 
 
-def accuracy_matrices(results: dict, path: Path) -> None:
+def accuracy_matrices(results: dict, path: Path) -> bool:
     """Heat maps of the mean accuracy matrix R[i][j] (after training on task i, accuracy on task j): a row per
-    scenario, a column per sequential strategy."""
+    scenario, a column per sequential strategy; returns whether it drew one (not without a sequential strategy)."""
     names = results["sequence"]
     grid = {
         scenario: {strategy: s["accuracy_matrix"] for strategy, s in by_strategy.items() if len(s["accuracy_matrix"]) == len(names)}
@@ -82,7 +83,7 @@ def accuracy_matrices(results: dict, path: Path) -> None:
     }
     strategies = list(dict.fromkeys(strategy for row in grid.values() for strategy in row))
     if not strategies:
-        return
+        return False
     size = 1.2 + 0.8 * len(names)
     fig, axes = plt.subplots(len(grid), len(strategies), figsize=(size * len(strategies) + 1.5, size * len(grid) + 0.6),
                              squeeze=False, layout="constrained")
@@ -107,6 +108,7 @@ def accuracy_matrices(results: dict, path: Path) -> None:
     atomic_savefig(fig, path, dpi=120)  # a run killed while drawing keeps the previous figure
     plt.close(fig)
     log.info("wrote %s", path)
+    return True
 
 
 def memory_sweep(by_memory: dict[int, dict], path: Path) -> None:

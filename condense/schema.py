@@ -18,9 +18,10 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "condensed_replay",
-              "joint", "merged_only", "merged_learned")
-# condensed_replay adds a double backward per training iteration: asked for by name, not run by default.
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s != "condensed_replay")
+              "joint", "merged_only", "merged_learned", "merged_joint")
+# Asked for by name, not run by default: condensed_replay adds a double backward per training iteration, and
+# merged_joint distils once more (the merged set, against every task's data).
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "merged_joint"))
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
 EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")

@@ -27,8 +27,9 @@ from condense.artifact import FORMS, DistilledSet
 from condense.cache import atomic_write_json, atomic_write_text, cached_json, read_json, to_jsonable
 from condense.config import sequence_name, task_config
 from condense.continual import USES_DISTILLED_SETS, Examples, LabelLayout, SequenceData, run_strategy
-from condense.data import Task, stratified_indices
+from condense.data import Task
 from condense.features import text_hidden_states
+from condense.joint_distill import jointly_distilled, row_tasks, training_rows
 from condense.merge import merge_distilled
 from condense.models import Encoder, hidden_states_below
 from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
@@ -68,17 +69,17 @@ def sequence_data(
     sets: dict[str, list[DistilledSet]],
     scenario: str,
     job: RunJob,
+    joint: DistilledSet | None = None,
 ) -> SequenceData:
-    """Every task's real, held-out and distilled examples as hidden states below the trained blocks."""
+    """Every task's real, held-out and distilled examples as hidden states below the trained blocks; ``joint`` is
+    the jointly re-distilled merged set, when a strategy replays it."""
     continual = job.continual
     layers = continual.trainable_layers
     layout = LabelLayout(scenario, [task.num_classes for task in tasks])
     train, test, curve = [], [], []
     distilled: dict[str, list[Examples]] = {form: [] for form in sets}
     for index, (task, task_cfg) in enumerate(zip(tasks, task_cfgs)):
-        labels = np.asarray(task.train["label"])
-        size = continual.train_examples_per_task
-        keep = stratified_indices(labels, size, seed=0) if size < len(labels) else np.arange(len(labels))
+        keep = training_rows(task, continual.train_examples_per_task)
         train.append(_real_examples(encoder, task, "train", keep, task_cfg.max_length, layers, layout, index))
         held_out = fixed_subsample(len(task.test), continual.test_examples_per_task).numpy()
         test.append(_real_examples(encoder, task, "test", held_out, task_cfg.max_length, layers, layout, index))
@@ -95,7 +96,24 @@ def sequence_data(
         hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings).cpu()
         merged_examples = Examples(hidden, merged.attention_mask.cpu(), merged.soft_labels.cpu(), merged.task_ids.cpu())
         merged_lrs = merged.inner_lrs.cpu()
-    return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples, merged_lrs)
+    joint_examples = None if joint is None else _joint_examples(encoder, joint, layers, layout)
+    return SequenceData(layout, [t.name for t in tasks], train, test, curve, distilled, merged_examples, merged_lrs,
+                        joint_examples, None if joint is None else joint.inner_lrs.cpu())
+
+
+def _joint_examples(encoder: Encoder, joint: DistilledSet, layers: int, layout: LabelLayout) -> Examples:
+    """The jointly re-distilled set (one label space over every task's classes) in the scenario's layout: with a
+    head per task, each row keeps its own task's share of its soft label, renormalised."""
+    hidden = hidden_states_below(encoder, layers, joint.attention_mask, inputs_embeds=joint.embeddings).cpu()
+    soft, tasks = joint.soft_labels.cpu().float(), row_tasks(joint.labels.cpu(), layout.num_classes)
+    targets = soft.clone()
+    if layout.per_task_heads:
+        targets = soft.new_zeros(len(soft), layout.width)
+        for task, count in enumerate(layout.num_classes):
+            rows, start = tasks == task, sum(layout.num_classes[:task])
+            share = soft[rows, start : start + count]
+            targets[rows] = layout.targets(task, share / share.sum(1, keepdim=True))
+    return Examples(hidden, joint.attention_mask.cpu(), targets, tasks)
 
 
 def _real_examples(
@@ -135,6 +153,7 @@ def run_sequence(job: RunJob) -> dict:
     strategies = list(continual.strategies)
     needs_sets = bool(USES_DISTILLED_SETS & set(strategies))
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
+    joint = jointly_distilled(job, encoder, tasks, task_cfgs, sets["embedding"]) if "merged_joint" in strategies else None
 
     settings_key = _run_settings(to_jsonable({"continual": continual, "model": job.model, "distill": job.distill,
                                               "tasks": task_cfgs}))
@@ -145,7 +164,7 @@ def run_sequence(job: RunJob) -> dict:
     total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
     with tqdm(total=total, desc=f"{sequence_name(names)}: strategy runs") as progress:
         for scenario in continual.scenarios:
-            data = sequence_data(encoder, tasks, task_cfgs, sets, scenario, job)
+            data = sequence_data(encoder, tasks, task_cfgs, sets, scenario, job, joint)
             for strategy in strategies:
                 for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
@@ -174,9 +193,9 @@ def run_sequence(job: RunJob) -> dict:
     }
     atomic_write_json(out / "results.json", results, indent=1)
     atomic_write_text(out / "results.md", results_table(results) + "\n")
-    forgetting_curves(results, out / "forgetting_curves.png")
-    accuracy_matrices(results, out / "accuracy_matrices.png")
-    log.info("wrote results.json, results.md, forgetting_curves.png and accuracy_matrices.png to %s", out)
+    drawn = [name for name, draw in (("forgetting_curves.png", forgetting_curves), ("accuracy_matrices.png", accuracy_matrices))
+             if draw(results, out / name)]  # no matrices without a sequential strategy
+    log.info("wrote results.json, results.md%s to %s", "".join(f", {name}" for name in drawn), out)
     return results
 
 

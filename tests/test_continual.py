@@ -148,13 +148,18 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
     merged_parts = distilled["embedding"]
     merged = Examples(*(torch.cat([getattr(e, f) for e in merged_parts]) for f in ("hidden_states", "attention_mask", "targets", "task_ids")))
     lrs = torch.tensor([[0.5, 0.1], [0.4, 0.2]])  # two learned steps: (head, encoder)
+    # The jointly re-distilled set: soft labels with mass on the other task's classes (class layout), three steps.
+    joint = _examples(6, 5, 0, layout, 2)
+    joint.task_ids[3:] = 1
+    joint.targets[:] = torch.softmax(torch.randn(6, layout.width), 1)
+    joint_lrs = torch.tensor([[0.3, 0.05], [0.2, 0.1], [0.1, 0.0]])
     return SequenceData(layout, ["a", "b"], [tr for tr, _ in per_task], [te for _, te in per_task],
-                        [te.subset(torch.arange(2)) for _, te in per_task], distilled, merged, lrs)
+                        [te.subset(torch.arange(2)) for _, te in per_task], distilled, merged, lrs, joint, joint_lrs)
 
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
     assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay",
-                                 "condensed_replay", "joint", "merged_only", "merged_learned")
+                                 "condensed_replay", "joint", "merged_only", "merged_learned", "merged_joint")
     assert tuple(continual.SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
@@ -164,19 +169,21 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
                         "distilled_replay": "DistilledBuffer", "distilled_text_replay": "DistilledBuffer",
-                        "condensed_replay": "CondensedBuffer", "joint": None, "merged_only": None, "merged_learned": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 6 + ["JointTraining", "Naive", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 6 + [1, 1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 7 + [3, 2]  # merged_learned: one epoch per learned step
+                        "condensed_replay": "CondensedBuffer", "joint": None, "merged_only": None, "merged_learned": None,
+                        "merged_joint": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 6 + ["JointTraining", "Naive", "Naive", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 6 + [1, 1, 1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 7 + [3, 2, 3]  # merged_learned/joint: an epoch per learned step
     assert len(plans["merged_only"].train_on[0].dataset) == 4  # the merged sets' 2 + 2 examples
+    assert len(plans["merged_joint"].train_on[0].dataset) == 6
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
     assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(
         data.distilled["text"][1].hidden_states[0])
     # Exactly the strategies of USES_DISTILLED_SETS read the distilled sets: the others build without them.
-    bare = dataclasses.replace(data, distilled={}, merged=None)
+    bare = dataclasses.replace(data, distilled={}, merged=None, merged_joint=None)
     for name, build in STRATEGIES.items():
         if name in continual.USES_DISTILLED_SETS:
-            with pytest.raises((KeyError, AttributeError)):
+            with pytest.raises((KeyError, AttributeError, ValueError)):
                 build(model, bare, bench, settings, 2)
         else:
             build(model, bare, bench, settings, 2)
@@ -226,8 +233,9 @@ def test_a_strategy_trains_where_the_encoder_is(tiny_bert, monkeypatch):
     assert [fit["examples"] for fit in result["memory_fit"]] == [2, 4]
 
 
-@pytest.mark.parametrize(("scenario", "head_only"), [("task", False), ("class", False), ("class", True)])
-def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates(tiny_bert, monkeypatch, scenario, head_only):
+@pytest.fixture
+def built_models(monkeypatch) -> list:
+    """Every ContinualClassifier the harness builds, kept for the test to read its trained weights."""
     built = []
 
     class Kept(ContinualClassifier):
@@ -236,6 +244,26 @@ def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates
             built.append(self)
 
     monkeypatch.setattr(continual, "ContinualClassifier", Kept)
+    return built
+
+
+def _full_batch_sgd(model, batch, targets, lrs, loss_of) -> None:
+    """Plain SGD steps on the whole batch, at each step's (head, encoder) learning rates: the learned loop by hand."""
+    for head_lr, encoder_lr in lrs:
+        grads = torch.autograd.grad(loss_of(model(batch), targets), list(model.parameters()))
+        with torch.no_grad():
+            for (name, parameter), grad in zip(model.named_parameters(), grads):
+                parameter -= (head_lr if name.startswith("heads.") else encoder_lr) * grad
+
+
+def _assert_same_weights(trained: torch.nn.Module, expected: torch.nn.Module) -> None:
+    weights = dict(trained.named_parameters())
+    for name, parameter in expected.named_parameters():
+        torch.testing.assert_close(weights[name], parameter, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(("scenario", "head_only"), [("task", False), ("class", False), ("class", True)])
+def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates(tiny_bert, built_models, scenario, head_only):
     data = _sequence_data(scenario)
     if head_only:  # sets distilled with the encoder frozen have one learning rate per step, the head's
         data = dataclasses.replace(data, merged_lrs=data.merged_lrs[:, 0])
@@ -246,18 +274,26 @@ def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates
     tasks = batch["task_ids"]
     initial = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
     lrs = data.merged_lrs.tolist() if not head_only else [(lr, 0.0) for lr in data.merged_lrs.tolist()]
-    for head_lr, encoder_lr in lrs:
-        logits = model(batch)
-        loss = sum(F.cross_entropy(logits[tasks == t], targets[tasks == t]) for t in (0, 1))  # each set's own mean
-        grads = torch.autograd.grad(loss, list(model.parameters()))
-        with torch.no_grad():
-            for (name, parameter), grad in zip(model.named_parameters(), grads):
-                parameter -= (head_lr if name.startswith("heads.") else encoder_lr) * grad
-    trained = dict(built[0].named_parameters())
-    for name, parameter in model.named_parameters():
-        torch.testing.assert_close(trained[name], parameter, rtol=1e-4, atol=1e-6, msg=name)
+    _full_batch_sgd(model, batch, targets, lrs,  # each set's own mean, summed
+                    lambda logits, targets: sum(F.cross_entropy(logits[tasks == t], targets[tasks == t]) for t in (0, 1)))
+    _assert_same_weights(built_models[0], model)
     moved = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, initial[name])}
     assert "heads.0.weight" in moved and any(name.startswith("blocks.") for name in moved) != head_only
+
+
+@pytest.mark.parametrize("scenario", ["task", "class"])
+def test_merged_joint_is_full_batch_sgd_at_its_learned_rates_on_one_mean_over_every_row(tiny_bert, built_models, scenario):
+    data = _sequence_data(scenario)
+    run_strategy("merged_joint", tiny_bert, data, _settings(), seed=5)
+    continual.RNGManager.set_random_seeds(5)
+    model = ContinualClassifier(tiny_bert, 1, data.layout).eval()
+    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.merged_joint)])
+    # The loss the joint set was distilled with: one mean over its rows, not a sum of per-task means.
+    _full_batch_sgd(model, batch, targets, data.merged_joint_lrs.tolist(),
+                    lambda logits, targets: -(targets * torch.log_softmax(logits, 1)).sum(1).mean())
+    _assert_same_weights(built_models[0], model)
+    with pytest.raises(ValueError, match="merged_joint needs the jointly re-distilled merged set"):
+        run_strategy("merged_joint", tiny_bert, dataclasses.replace(data, merged_joint=None), _settings(), seed=5)
 
 
 @pytest.fixture

@@ -156,3 +156,16 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     assert "| class | distilled_replay | 60.0 ± 0.0 / -30.0 ± 0.0 | — |" in lines
     assert (tmp_path / "memory_sweep_a_then_b.png").stat().st_size > 10_000
     assert memory_sweeps([one, other_seeds]) == {}
+    # A later job at one memory adds the strategies the first left out; the first file's are kept.
+    more = at(2, -0.50, ["random_replay", "condensed_replay"], name="continual_full_mem2_more_a_then_b")
+    combined = memory_sweeps([one, two, more])[("a", "b")]
+    assert combined[2]["summary"]["class"]["random_replay"] == two["summary"]["class"]["random_replay"]
+    assert combined[2]["summary"]["class"]["condensed_replay"] == more["summary"]["class"]["condensed_replay"]
+    assert combined[1] is one and set(two["summary"]["class"]) == {"random_replay"}  # the inputs are left as they were
+    lines = memory_sweep_section(("a", "b"), combined, tmp_path)
+    assert "| class | condensed_replay | — | 50.0 ± 0.0 / -50.0 ± 0.0 |" in lines
+    assert "`continual_full_mem2_a_then_b.json` + `continual_full_mem2_more_a_then_b.json` (2 per class)" in lines[2]
+    # A job that adds no replay strategy (merged-only ones keep no memory) leaves its memory's results as they were.
+    merged = at(1, -0.40, ["random_replay"], name="continual_full_merged_a_then_b")
+    merged["summary"]["class"]["merged_joint"] = {**merged["summary"]["class"].pop("random_replay"), "memory_loss": None}
+    assert memory_sweeps([merged, one, two])[("a", "b")][1] is one

@@ -25,7 +25,7 @@ def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, 
 # The memories made of distilled data (the per-task sets in two forms, and the memory condensed against the learner),
 # of which the best is held to the bars; and the fresh models trained on the merged super-dataset only.
 DISTILLED_REPLAYS = ("distilled_replay", "distilled_text_replay", "condensed_replay")
-MERGED = ("merged_only", "merged_learned")
+MERGED = ("merged_only", "merged_learned", "merged_joint")
 # Merged-only / joint, on every task: the bar per scenario.
 MERGED_BARS = {"task": 0.90, "class": 0.85}
 
@@ -147,30 +147,49 @@ def continual_section(results: dict, figures: Path) -> list[str]:
     lines += reading(results)
     figures.mkdir(parents=True, exist_ok=True)
     for figure, draw in (("forgetting_curves", forgetting_curves), ("accuracy_matrices", accuracy_matrices)):
-        draw(results, figures / f"{file}_{figure}.png")
-        lines += [f"![{figure}](figures/{file}_{figure}.png)", ""]
+        if draw(results, figures / f"{file}_{figure}.png"):  # no matrices without a sequential strategy
+            lines += [f"![{figure}](figures/{file}_{figure}.png)", ""]
     return lines
 
 
 def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, dict]]:
     """The results of each sequence run at several memories per class with every other continual setting equal (the
-    strategies aside: a sweep may run fewer at some memories), keyed by sequence, then memory per class."""
+    strategies aside: a sweep may run fewer at some memories), keyed by sequence, then memory per class. Two files at
+    one memory (a later job that ran the replay strategies an earlier one left out) count as one: a strategy is read
+    from the first file, in ``all_results``' order, that has it."""
     groups: dict[tuple, dict[int, dict]] = {}
     for results in all_results:
         settings = dict(results["config"]["continual"])
         memory = settings.pop("memory_per_class", None)
         if memory is None:  # written before memory_per_class
             continue
+        if not any(s.get("memory_loss") is not None for by in results["summary"].values() for s in by.values()):
+            continue  # no strategy keeps a memory (a job of merged-only strategies): nothing to sweep
         settings.pop("strategies")
-        groups.setdefault((tuple(results["sequence"]), json.dumps(settings, sort_keys=True)), {})[memory] = results
+        by_memory = groups.setdefault((tuple(results["sequence"]), json.dumps(settings, sort_keys=True)), {})
+        by_memory[memory] = results if memory not in by_memory else _combined(by_memory[memory], results)
     return {sequence: by_memory for (sequence, _), by_memory in groups.items() if len(by_memory) > 1}
+
+
+def _combined(first: dict, later: dict) -> dict:
+    """``first``'s summaries with the replay strategies (those that keep a memory) only ``later`` has, under both
+    files' names; ``first`` itself when ``later`` adds none."""
+    added = {scenario: {name: s for name, s in by_strategy.items()
+                        if s.get("memory_loss") is not None and name not in first["summary"].get(scenario, {})}
+             for scenario, by_strategy in later["summary"].items()}
+    if not any(added.values()):
+        return first
+    summary = {s: {**first["summary"].get(s, {}), **added.get(s, {})} for s in dict.fromkeys([*first["summary"], *added])}
+    names = [results.get("name", "continual_" + "_then_".join(results["sequence"])) for results in (first, later)]
+    return {**first, "summary": summary, "name": " + ".join(names)}
 
 
 def memory_sweep_section(sequence: tuple[str, ...], by_memory: dict[int, dict], figures: Path) -> list[str]:
     """Final average accuracy and BWT of every replay strategy at each memory per class: the table and the plot."""
     memories = sorted(by_memory)
     slug = "_then_".join(sequence)
-    files = ", ".join(f"`{by_memory[m].get('name', f'continual_{slug}')}.json` ({m} per class)" for m in memories)
+    files = ", ".join(" + ".join(f"`{name}.json`" for name in by_memory[m].get("name", f"continual_{slug}").split(" + "))
+                      + f" ({m} per class)" for m in memories)
     lines = [f"## Memory budget: {' → '.join(sequence)}", "",
              f"From {files}; each file's section above gives the command that regenerates it. Every distilled set is "
              f"distilled at exactly its memory per class. Cells: final average accuracy / BWT on earlier tasks, mean ± std "
