@@ -125,11 +125,12 @@ class LearnedSteps(SupervisedPlugin):
     """The loop a distilled set was distilled for, on the merged set: each training iteration is one full-batch step
     of plain SGD at that step's learned learning rate (the head's and the encoder's, averaged over the sets by
     ``merge_distilled``), on the sum over tasks of each task's mean cross-entropy, the loss each set was distilled
-    with. Avalanche keeps one parameter group, so the learning rates scale the gradients of an SGD at lr 1."""
+    with (``per_task_loss=False``: one mean over every row, for a set distilled jointly). Avalanche keeps one
+    parameter group, so the learning rates scale the gradients of an SGD at lr 1."""
 
     def __init__(self, lrs: torch.Tensor, per_task_loss: bool = True):
         super().__init__()
-        self.per_task_loss = per_task_loss  # False: one mean over every row (a set distilled jointly)
+        self.per_task_loss = per_task_loss
         # One column: sets distilled with the encoder frozen (distill=head), whose loop never stepped the encoder.
         self.lrs = lrs if lrs.ndim == 2 else torch.stack([lrs, torch.zeros_like(lrs)], dim=1)
 
@@ -161,9 +162,7 @@ def _merged_learned(model, data: SequenceData, bench, settings: ContinualConfig,
     if lrs is None or lrs.numel() == 0:
         raise ValueError("merged_learned needs the merged set's learned learning rates; the merged sets' inner loops "
                          "differ in length, so merge_distilled kept none: use merged_only")
-    merged = benchmark([data.merged], data.test, data.layout)
-    return StrategyPlan(Naive, len(lrs), None, [merged.train_stream[0]], plugins=[LearnedSteps(lrs)],
-                        optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
+    return _learned_loop(data.merged, lrs, data, LearnedSteps(lrs))
 
 
 def _merged_joint(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
@@ -171,9 +170,15 @@ def _merged_joint(model, data: SequenceData, bench, settings: ContinualConfig, m
     was distilled for: its learned learning rates on one mean cross-entropy over all its rows."""
     if data.merged_joint is None:
         raise ValueError("merged_joint needs the jointly re-distilled merged set, which this sequence's data lacks")
-    joint = benchmark([data.merged_joint], data.test, data.layout)
     lrs = data.merged_joint_lrs
-    return StrategyPlan(Naive, len(lrs), None, [joint.train_stream[0]], plugins=[LearnedSteps(lrs, per_task_loss=False)],
+    return _learned_loop(data.merged_joint, lrs, data, LearnedSteps(lrs, per_task_loss=False))
+
+
+def _learned_loop(examples: Examples, lrs: torch.Tensor, data: SequenceData, steps: LearnedSteps) -> StrategyPlan:
+    """One training call on ``examples`` alone, an epoch per learned step, by ``steps`` (plain SGD at lr 1 that the
+    plugin scales to each step's learned rates)."""
+    only = benchmark([examples], data.test, data.layout)
+    return StrategyPlan(Naive, len(lrs), None, [only.train_stream[0]], plugins=[steps],
                         optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
 
 

@@ -7,8 +7,8 @@ outside their own task. Distilling the merged set further (its embeddings as the
 class, fresh learned learning rates) against real batches drawn from all tasks learns the super-dataset a model
 trained on it *alone* needs, which is what ``merged_joint`` replays (:mod:`condense.continual`).
 
-The set is made once per sequence, model and distill config, kept beside the per-task sets in the cache, and
-checkpointed as every distillation is: a stopped job resumes it.
+The set is made once per sequence, model, distill config and training sample, kept beside the per-task sets in the
+cache, and checkpointed as every distillation is: a stopped job resumes it.
 """
 
 from __future__ import annotations

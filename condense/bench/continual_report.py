@@ -172,24 +172,27 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
 
 
 def _combined(first: dict, later: dict) -> dict:
-    """``first``'s summaries with the replay strategies (those that keep a memory) only ``later`` has, under both
-    files' names; ``first`` itself when ``later`` adds none."""
+    """``first``'s summaries with the replay strategies (those that keep a memory) only ``later`` has, and both
+    files' names in ``files``; ``first`` itself when ``later`` adds none."""
     added = {scenario: {name: s for name, s in by_strategy.items()
                         if s.get("memory_loss") is not None and name not in first["summary"].get(scenario, {})}
              for scenario, by_strategy in later["summary"].items()}
     if not any(added.values()):
         return first
     summary = {s: {**first["summary"].get(s, {}), **added.get(s, {})} for s in dict.fromkeys([*first["summary"], *added])}
-    names = [results.get("name", "continual_" + "_then_".join(results["sequence"])) for results in (first, later)]
-    return {**first, "summary": summary, "name": " + ".join(names)}
+    return {**first, "summary": summary, "files": [*_files(first), *_files(later)]}
+
+
+def _files(results: dict) -> list[str]:
+    """The results files (names without ``.json``) a sweep's entry was read from."""
+    return results.get("files", [results.get("name", "continual_" + "_then_".join(results["sequence"]))])
 
 
 def memory_sweep_section(sequence: tuple[str, ...], by_memory: dict[int, dict], figures: Path) -> list[str]:
     """Final average accuracy and BWT of every replay strategy at each memory per class: the table and the plot."""
     memories = sorted(by_memory)
     slug = "_then_".join(sequence)
-    files = ", ".join(" + ".join(f"`{name}.json`" for name in by_memory[m].get("name", f"continual_{slug}").split(" + "))
-                      + f" ({m} per class)" for m in memories)
+    files = ", ".join(" + ".join(f"`{name}.json`" for name in _files(by_memory[m])) + f" ({m} per class)" for m in memories)
     lines = [f"## Memory budget: {' → '.join(sequence)}", "",
              f"From {files}; each file's section above gives the command that regenerates it. Every distilled set is "
              f"distilled at exactly its memory per class. Cells: final average accuracy / BWT on earlier tasks, mean ± std "
