@@ -222,11 +222,13 @@ def run_strategy(
     layout = data.layout
     model = ContinualClassifier(encoder, settings.trainable_layers, layout)
     bench = benchmark(data.train, data.test, layout)
-    iterations = math.ceil(max(len(e) for e in data.train) / settings.batch_size) * settings.epochs
-    curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     evaluator = _evaluation_plugin()
     memory_size = max(1, settings.memory_per_class * sum(data.layout.num_classes[:-1]))  # every past task's share
     plan = build(model, data, bench, settings, memory_size)
+    # Counted on what the plan trains on: a merged set of a few rows trained for many epochs gets as many curve
+    # points as a pass over a task's data, not one per handful of its iterations.
+    iterations = max(math.ceil(_rows(item) / settings.batch_size) for item in plan.train_on) * plan.epochs
+    curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     plugins: list = [curve, *plan.plugins]
     memory_fit = None
     if plan.memory is not None:
@@ -279,6 +281,11 @@ def run_strategy(
         "memory_fit": None if memory_fit is None else memory_fit.fits,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _rows(training_data) -> int:
+    """Rows one training call sees: an experience's, or a whole stream's (joint training concatenates it)."""
+    return len(training_data.dataset) if hasattr(training_data, "dataset") else sum(len(e.dataset) for e in training_data)
 
 
 def _accuracies(metrics: dict, n_tasks: int) -> list[float]:

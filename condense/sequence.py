@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def run_sequence(job: RunJob) -> dict:
     log.info("reusing %d finished runs of %d, ran %d", reused, total, total - reused)
     results = {
         "sequence": names,
-        "command": "python -m condense.run " + " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
+        "command": shlex.join(["python", "-m", "condense.run", *HydraConfig.get().overrides.task]) if HydraConfig.initialized() else None,
         "config": to_jsonable(job),
         "machine": machine(),
         "seconds": time.perf_counter() - started,

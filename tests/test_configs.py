@@ -46,6 +46,12 @@ def test_presets_are_the_schema_plus_what_they_change():
     assert compose("run").continual == schema.ContinualConfig()  # one default for curve points, not two
     full = compose("run", ["continual=full"]).continual  # the larger experiment: every strategy, 5 seeds, 2,000 rows
     assert (full.seeds, full.train_examples_per_task, full.strategies) == ([0, 1, 2, 3, 4], 2000, list(schema.STRATEGIES))
+    # The larger presets set their evaluation sizes themselves: a smaller default must not shrink their results'.
+    assert (full.test_examples_per_task, full.curve_examples_per_task, full.curve_points_per_experience) == (500, 200, 6)
+    standard = compose("run", ["continual=standard"]).continual  # the former default
+    assert dataclasses.replace(standard, train_examples_per_task=500, test_examples_per_task=250,
+                               curve_examples_per_task=60, curve_points_per_experience=4) == schema.ContinualConfig()
+    assert (standard.train_examples_per_task, standard.test_examples_per_task) == (1000, 500)
 
 
 def test_the_schema_choices_are_what_the_library_implements():

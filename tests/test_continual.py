@@ -233,6 +233,14 @@ def test_a_strategy_trains_where_the_encoder_is(tiny_bert, monkeypatch):
     assert [fit["examples"] for fit in result["memory_fit"]] == [2, 4]
 
 
+def test_every_training_call_gets_the_configured_curve_points_however_many_iterations_it_runs(tiny_bert):
+    # 8 rows a task in batches of 4: a task is 2 iterations, joint training 4, the merged set's 4 rows 12 epochs.
+    settings = _settings(curve_points_per_experience=2, merged_only_epochs=12)
+    iterations = {name: [point["iteration"] for point in run_strategy(name, tiny_bert, _sequence_data(), settings, 0)["curve"]]
+                  for name in ("naive", "joint", "merged_only")}
+    assert iterations == {"naive": [0, 1, 2, 3, 4], "joint": [0, 2, 4], "merged_only": [0, 6, 12]}
+
+
 @pytest.fixture
 def built_models(monkeypatch) -> list:
     """Every ContinualClassifier the harness builds, kept for the test to read its trained weights."""

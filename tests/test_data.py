@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -432,3 +434,19 @@ def test_hub_failure_is_a_data_error(monkeypatch, tmp_path):
     monkeypatch.setattr(data.datasets, "load_dataset", offline)
     with pytest.raises(DataError, match=r"fancyzhx/ag_news.*offline"):
         load_task("ag_news", data_dir=str(tmp_path), hub={"path": "fancyzhx/ag_news"})
+
+
+def test_the_committed_own_data_folder_is_what_its_script_builds_and_loads_as_six_balanced_classes(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    committed = root / "benchmarks" / "data" / "source_sentiment"
+    subprocess.run([sys.executable, str(root / "benchmarks" / "make_own_dataset.py"), "--shared", str(SHARED),
+                    "--out", str(tmp_path)], check=True, capture_output=True)
+    for name in ("train.csv.gz", "test.csv.gz"):  # the rows, not the gzip header's time stamp
+        assert gzip.decompress((tmp_path / name).read_bytes()) == gzip.decompress((committed / name).read_bytes())
+    assert (tmp_path / "info.json").read_text() == (committed / "info.json").read_text()
+
+    task = load_task(path=str(committed))
+    assert task.name == "source_sentiment" and len(task.label_names) == 6
+    assert Counter(task.train["label"]) == {label: 300 for label in range(6)}
+    assert Counter(task.test["label"]) == {label: 100 for label in range(6)}
+    assert not set(task.train["text"]) & set(task.test["text"])

@@ -169,3 +169,34 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     merged = at(1, -0.40, ["random_replay"], name="continual_full_merged_a_then_b")
     merged["summary"]["class"]["merged_joint"] = {**merged["summary"]["class"].pop("random_replay"), "memory_loss": None}
     assert memory_sweeps([merged, one, two])[("a", "b")][1] is one
+
+
+def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_its_config_back():
+    import dataclasses
+    import json
+
+    from condense.bench.continual_report import REPRODUCED_GROUPS, _flat, regeneration
+    from condense.config import compose
+
+    job = dataclasses.asdict(compose("run", ["task_sequence=sst2_then_agnews"]))
+    results = {"config": {**{g: job[g] for g in REPRODUCED_GROUPS}, "overrides": ["task_sequence=sst2_then_agnews"]}}
+    assert regeneration(results) == ([], [])
+    results["config"]["continual"] = {**job["continual"], "train_examples_per_task": 1000, "strategies": ["naive", "joint"]}
+    assert regeneration(results) == (["continual.strategies=[naive,joint]", "continual.train_examples_per_task=1000"], [])
+    del results["config"]["continual"]["asymmetric_loss"]  # a key an earlier schema did not have
+    assert regeneration(results)[1] == ["continual.asymmetric_loss"]
+
+    # Every committed file: its stated command, with those overrides, composes to exactly the config it was made
+    # with, or its section says that an earlier condense made it.
+    fixed = 0
+    for path in sorted((ROOT / "benchmarks" / "results").glob("continual_*.json")):
+        stored = json.loads(path.read_text())
+        extra, missing = regeneration(stored)
+        if missing:
+            continue
+        fixed += bool(extra)
+        today = dataclasses.asdict(compose("run", [*stored["config"].get("overrides", []), *extra]))
+        for group in REPRODUCED_GROUPS:
+            now, then = _flat(group, today[group]), _flat(group, stored["config"][group])
+            assert now == {key: then[key] for key in now}, (path.name, group)
+    assert fixed >= 1  # the full-preset files made before merged_joint joined continual=full

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shlex
 from pathlib import Path
 
+from condense.config import compose
 from condense.plots import accuracy_matrices, forgetting_curves, memory_sweep
 from condense.report import points, results_table, summarize_values, table_head
 
@@ -104,6 +107,41 @@ def reading(results: dict) -> list[str]:
     ]
 
 
+# The groups whose values decide a continual job's numbers, as its results file stores them.
+REPRODUCED_GROUPS = ("model", "distill", "continual")
+
+
+def _flat(prefix: str, value) -> dict[str, object]:
+    if isinstance(value, dict):
+        return {key: v for name, item in value.items() for key, v in _flat(f"{prefix}.{name}", item).items()}
+    return {prefix: value}
+
+
+def _override_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_override_value(item) for item in value) + "]"
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def regeneration(results: dict) -> tuple[list[str], list[str]]:
+    """The overrides that make today's command give the config a results file was made with, and the keys today's
+    schema has that the file lacks (made by an earlier condense: no override brings back what the code did then).
+
+    A file's own overrides stop regenerating it when a default changes later (a smaller default preset, a strategy
+    added to ``continual=full``); the stored config says what it was, so the difference is spelled out."""
+    stored = results["config"]
+    today = dataclasses.asdict(compose("run", stored.get("overrides", [])))
+    extra, missing = [], []
+    for group in REPRODUCED_GROUPS:
+        then, now = _flat(group, stored.get(group, {})), _flat(group, today[group])
+        for key, value in now.items():
+            if key not in then:
+                missing.append(key)
+            elif then[key] != value:
+                extra.append(f"{key}={_override_value(then[key])}")
+    return extra, missing
+
+
 def continual_section(results: dict, figures: Path) -> list[str]:
     """The main job's results: bars, the table per scenario, and the figures redrawn from the same file."""
     names = results["sequence"]
@@ -115,12 +153,21 @@ def continual_section(results: dict, figures: Path) -> list[str]:
     memory = (f"{cfg['memory_per_class']} examples per class" if "memory_per_class" in cfg
               else f"{cfg['memory_per_task']} examples")
     summary = results["summary"]
+    overrides = results["config"].get("overrides", [])
+    extra, missing = regeneration(results)
+    if missing:  # no override gives back what an earlier condense did: its own code regenerates the file
+        where = (f"Made by an earlier condense, whose config lacked {', '.join(missing[:3])}"
+                 f"{' and more' if len(missing) > 3 else ''}; at the commit that wrote the file "
+                 f"(`git log -- benchmarks/results/{file}.json`), regenerate:")
+    else:
+        where = "Regenerate:"
     lines = [
         f"## Continual learning: {' → '.join(names)} (" + ("the main job)" if file == f"continual_{slug}" else f"variant run: `{file}`)"),
         "",
-        f"Regenerate: `{' '.join(['python benchmarks/continual.py', *variant, *results['config'].get('overrides', [])])}` "
-        f"(runs `{(results['command'] or 'python -m condense.run').strip()}`, then copies its `results.json` to "
-        f"`benchmarks/results/{file}.json`). Machine: {results['machine']['platform']}, "
+        f"{where} `{shlex.join(['python', 'benchmarks/continual.py', *variant, *overrides, *([] if missing else extra)])}` "
+        f"(ran `{shlex.join(['python', '-m', 'condense.run', *overrides])}`"
+        + (f", when the defaults were {', '.join(extra)}" if extra and not missing else "")
+        + f", then copied its `results.json` to `benchmarks/results/{file}.json`). Machine: {results['machine']['platform']}, "
         f"{results['machine']['cpu_count']} cores, {results['machine']['torch_threads']} torch threads.",
         "",
         f"Setting: MiniLM; the top {cfg['trainable_layers']} encoder block and the heads train, the blocks below are "
@@ -137,8 +184,8 @@ def continual_section(results: dict, figures: Path) -> list[str]:
     reused = results.get("benchmark", {}).get("reused_runs", 0)
     time_note = f"; {reused} of its {len(results['runs'])} strategy runs were read back from an earlier job" if reused else ""
     lines += table_head(["bar", "measured", "met"])
-    if results["config"].get("overrides"):  # the time bar is about the default command only
-        lines.append(f"| wall time of this command (not the default; includes distilling any uncached sets{time_note}) | "
+    if overrides or extra or missing:  # the time bar is about today's default command only
+        lines.append(f"| wall time of this command (not today's default; includes distilling any uncached sets{time_note}) | "
                      f"{wall / 60:.1f} min | — |")
     else:
         lines.append(f"| default command ≤ 20 min (distilled sets cached{time_note}) | {wall / 60:.1f} min | {'yes' if wall <= 1200 else 'no'} |")
