@@ -175,7 +175,8 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
     import dataclasses
     import json
 
-    from condense.bench.continual_report import REPRODUCED_GROUPS, _flat, regeneration
+    from condense.bench.continual_report import REPRODUCED_GROUPS, regeneration
+    from condense.collect import flatten
     from condense.config import compose
 
     job = dataclasses.asdict(compose("run", ["task_sequence=sst2_then_agnews"]))
@@ -197,6 +198,6 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
         fixed += bool(extra)
         today = dataclasses.asdict(compose("run", [*stored["config"].get("overrides", []), *extra]))
         for group in REPRODUCED_GROUPS:
-            now, then = _flat(group, today[group]), _flat(group, stored["config"][group])
+            now, then = flatten(today[group], f"{group}."), flatten(stored["config"][group], f"{group}.")
             assert now == {key: then[key] for key in now}, (path.name, group)
     assert fixed >= 1  # the full-preset files made before merged_joint joined continual=full

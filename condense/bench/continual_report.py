@@ -8,6 +8,7 @@ import json
 import shlex
 from pathlib import Path
 
+from condense.collect import flatten
 from condense.config import compose
 from condense.plots import accuracy_matrices, forgetting_curves, memory_sweep
 from condense.report import points, results_table, summarize_values, table_head
@@ -111,12 +112,6 @@ def reading(results: dict) -> list[str]:
 REPRODUCED_GROUPS = ("model", "distill", "continual")
 
 
-def _flat(prefix: str, value) -> dict[str, object]:
-    if isinstance(value, dict):
-        return {key: v for name, item in value.items() for key, v in _flat(f"{prefix}.{name}", item).items()}
-    return {prefix: value}
-
-
 def _override_value(value) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_override_value(item) for item in value) + "]"
@@ -133,7 +128,7 @@ def regeneration(results: dict) -> tuple[list[str], list[str]]:
     today = dataclasses.asdict(compose("run", stored.get("overrides", [])))
     extra, missing = [], []
     for group in REPRODUCED_GROUPS:
-        then, now = _flat(group, stored.get(group, {})), _flat(group, today[group])
+        then, now = flatten(stored.get(group, {}), f"{group}."), flatten(today[group], f"{group}.")
         for key, value in now.items():
             if key not in then:
                 missing.append(key)
