@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from condense.continual_data import Examples, SequenceData, avalanche_dataset  # first: quiets Avalanche's import
+from condense.continual_data import Examples, SequenceData, avalanche_dataset, random_rows_per_class  # first: quiets Avalanche's import
 from avalanche.benchmarks.utils.utils import concat_datasets  # noqa: E402
 from avalanche.core import SupervisedPlugin  # noqa: E402
 from condense.continual_model import model_device  # noqa: E402
@@ -63,11 +63,7 @@ class CondensedBuffer(PerExperienceBuffer, SupervisedPlugin):
         real = self.data.train[task]
         offset, classes = self.data.layout.offset(task), self.data.layout.num_classes[task]
         labels = real.targets[:, offset : offset + classes].argmax(1)
-        # Random real examples of each class to start from; torch's generator is seeded per run by RNGManager.
-        picks = torch.cat([members[torch.randperm(len(members))[: self.per_class]]
-                           for label in range(classes)
-                           if len(members := torch.nonzero(labels == label).flatten())])
-        start = real.subset(picks)
+        start = real.subset(random_rows_per_class(labels, classes, self.per_class))  # real examples to start from
         device = model_device(strategy.model)
         hidden = start.hidden_states.to(device).float().clone().requires_grad_(True)
         self.current = Examples(hidden, start.attention_mask.to(device), start.targets.to(device), start.task_ids.to(device))

@@ -7,15 +7,16 @@ Strategies are built from the ``STRATEGIES`` registry (config name -> builder of
 harness's optimiser (``merged_only``) or by the sets' own learned inner loop (``merged_learned``), or on that merge
 re-distilled jointly against every task's data (``merged_joint``, :mod:`condense.joint_distill`). The optimiser
 comes from ``OPTIMIZERS``. Examples, label layouts and the benchmark are in :mod:`condense.continual_data`, the
-model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay`; their public names
-are importable from here too.
+model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay` (the memories
+condensed or distilled against the learner in :mod:`condense.condensed_memory` and :mod:`condense.learner_memory`,
+the heads' re-fit on the memory in :mod:`condense.refit`); their public names are importable from here too.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -43,6 +44,8 @@ from condense.models import Encoder
 from condense.registry import lookup
 from condense.schema import ContinualConfig
 from condense.condensed_memory import condensed_memory
+from condense.learner_memory import learner_distilled_memory
+from condense.refit import MemoryRefit
 from condense.replay import (
     AccuracyCurve,
     AsymmetricLoss,
@@ -95,6 +98,7 @@ MEMORIES: dict[str, MemoryBuilder] = {
     "distilled": distilled_memory("embedding"),
     "distilled_text": distilled_memory("text"),
     "condensed": condensed_memory,
+    "learner_distilled": learner_distilled_memory,
 }
 
 StrategyBuilder = Callable[[nn.Module, SequenceData, object, ContinualConfig, int], StrategyPlan]
@@ -189,6 +193,7 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "distilled_replay": _sequential("distilled"),
     "distilled_text_replay": _sequential("distilled_text"),
     "condensed_replay": _sequential("condensed"),
+    "learner_distilled_replay": _sequential("learner_distilled"),
     "joint": _joint,
     "merged_only": _merged_only,
     "merged_learned": _merged_learned,
@@ -209,10 +214,11 @@ def _evaluation_plugin() -> EvaluationPlugin:
 
 
 def run_strategy(
-    name: str, encoder: Encoder, data: SequenceData, settings: ContinualConfig, seed: int
+    name: str, encoder: Encoder, data: SequenceData, settings: ContinualConfig, seed: int, probes: Sequence = ()
 ) -> dict:
     """Train one strategy over the sequence from a fresh model on the encoder's device; the accuracy matrix,
-    Avalanche's forgetting, BWT and forward transfer, and the forgetting curve."""
+    Avalanche's forgetting, BWT and forward transfer, and the forgetting curve. ``probes``: plugins registered after
+    every other, that look at the run without changing it (benchmarks' measurements)."""
     build = lookup(STRATEGIES, "continual.strategies", name)
     optimizer = lookup(OPTIMIZERS, "continual.optimizer", settings.optimizer)
     started = time.perf_counter()
@@ -234,13 +240,16 @@ def run_strategy(
     if plan.memory is not None:
         memory_fit = MemoryFit(plan.memory)
         replay = ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=plan.memory)
-        plugins += [replay, memory_fit]  # in this order: MemoryFit reads the memory ReplayPlugin has just filled
+        # In this order: the re-fit and MemoryFit read the memory ReplayPlugin has just filled, MemoryFit after the
+        # re-fit, as the next experience starts with it.
+        plugins += [replay, MemoryRefit(plan.memory, settings.refit), memory_fit]
         if settings.asymmetric_loss:
             plugins.append(AsymmetricLoss(layout))  # before MemoryLoss: it replaces the loss MemoryLoss adds to
         if isinstance(plan.memory, SupervisedPlugin):  # a memory that works on the experience as it trains
             plugins.append(plan.memory)
         if settings.memory_loss.weight > 0:
             plugins.append(MemoryLoss(plan.memory, settings.memory_loss))
+    plugins += probes
     strategy = plan.template(
         model=model,
         optimizer=plan.optimizer(model.parameters()) if plan.optimizer else optimizer(model.parameters(), settings.lr),

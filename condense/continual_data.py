@@ -51,6 +51,13 @@ class Examples:
         return Examples(self.hidden_states[index], self.attention_mask[index], self.targets[index], self.task_ids[index])
 
 
+def random_rows_per_class(labels: torch.Tensor, classes: int, per_class: int) -> torch.Tensor:
+    """Indices of ``per_class`` random rows of each class of ``labels`` (all of a class that has fewer), class by
+    class; drawn from torch's generator, which a run's seed fixes."""
+    return torch.cat([members[torch.randperm(len(members))[:per_class]] for label in range(classes)
+                      if len(members := torch.nonzero(labels == label).flatten())])
+
+
 @dataclass
 class LabelLayout:
     """Where each task's classes sit in the model's output: its own head (task) or a block of one head (class)."""

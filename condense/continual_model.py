@@ -44,14 +44,21 @@ class ContinualClassifier(nn.Module):
         self.per_task = layout.per_task_heads
 
     def forward(self, batch) -> torch.Tensor:
+        return self.classify(self.features(batch), batch["task_ids"])
+
+    def features(self, batch) -> torch.Tensor:
+        """The pooled output of the trained blocks: what the heads see."""
         mask = batch["attention_mask"]
         hidden = self.blocks(inputs_embeds=batch["hidden_states"], attention_mask=mask).last_hidden_state
-        features = self.pool(hidden, mask)
+        return self.pool(hidden, mask)
+
+    def classify(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The heads' logits in the layout's width (a task's own head for each row when heads are per task)."""
         if not self.per_task:
             return self.heads[0](features)
         logits = features.new_full((len(features), self.width), OUTSIDE_TASK)
         for task, head in enumerate(self.heads):
-            rows = batch["task_ids"] == task
+            rows = task_ids == task
             if rows.any():
                 logits[rows, : head.out_features] = head(features[rows])
         return logits

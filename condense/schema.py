@@ -18,12 +18,15 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "condensed_replay",
-              "joint", "merged_only", "merged_learned", "merged_joint")
-# Asked for by name, not run by default: condensed_replay adds a double backward per training iteration, and
-# merged_joint distils once more (the merged set, against every task's data).
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "merged_joint"))
+              "learner_distilled_replay", "joint", "merged_only", "merged_learned", "merged_joint")
+# Asked for by name, not run by default: condensed_replay adds a double backward per training iteration,
+# learner_distilled_replay a distillation per task and run, and merged_joint distils once more (the merged set,
+# against every task's data).
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "learner_distilled_replay", "merged_joint"))
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
+REFIT_STARTS = ("current", "fresh")
+REFIT_TARGETS = ("memory", "hard")
 EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")
 PRECISIONS = ("fp32", "bf16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -204,6 +207,31 @@ class CondensationConfig:
 
 
 @dataclass
+class LearnerDistillConfig:
+    """``learner_distilled_replay``: each task's memory distilled, when the task ends, against the learner's blocks
+    as they then are, for a fresh linear head trained by unrolled SGD (:mod:`condense.learner_memory`)."""
+
+    outer_steps: int = at_least(200, 1)
+    inner_steps: int = at_least(10, 1)
+    inner_lr: float = positive(0.1)  # initial value of the learned inner learning rates
+    lr_inputs: float = positive(0.01)  # Adam on the memory's hidden states
+    lr_labels: float = positive(0.05)  # Adam on its soft labels' logits and the log learning rates
+    real_batch_size: int = at_least(256, 1)  # real training features per outer step
+
+
+@dataclass
+class RefitConfig:
+    """``continual.refit``: after every experience but the first, the heads are re-fitted on the replay memory as
+    it then stands, class-balanced, with the trained blocks frozen (:mod:`condense.refit`). 0 steps: off."""
+
+    steps: int = at_least(0, 0)  # full-batch Adam steps on the memory
+    lr: float = positive(0.01)
+    start: str = choice("current", REFIT_STARTS)  # the heads as the experience left them, or re-initialised
+    # memory: each row's stored target (a distilled set's soft label); hard: its most likely class, one-hot
+    targets: str = choice("memory", REFIT_TARGETS)
+
+
+@dataclass
 class ContinualConfig:
     """``conf/continual/``: sized for a slow 2-core CPU, every default strategy x scenario x seed in under 20 minutes
     once the distilled sets exist (``continual=standard`` is the larger former default, ``continual=full`` the
@@ -227,6 +255,8 @@ class ContinualConfig:
     # new classes does not push down the logits of the old ones a small memory must defend (class scenario).
     asymmetric_loss: bool = False
     condensation: CondensationConfig = field(default_factory=CondensationConfig)
+    learner_distill: LearnerDistillConfig = field(default_factory=LearnerDistillConfig)
+    refit: RefitConfig = field(default_factory=RefitConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
     lr: float = positive(3e-4)

@@ -150,15 +150,15 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     two = at(2, -0.20, ["random_replay"], name="continual_full_mem2_a_then_b")
     other_seeds = at(4, -0.10, ["random_replay"], seeds=(0, 1, 2))  # other settings: not the same sweep
     sweeps = memory_sweeps([one, two, other_seeds])
-    assert list(sweeps) == [("a", "b")] and sorted(sweeps[("a", "b")]) == [1, 2]
-    lines = memory_sweep_section(("a", "b"), sweeps[("a", "b")], tmp_path)
+    assert list(sweeps) == [(("a", "b"), "")] and sorted(sweeps[(("a", "b"), "")]) == [1, 2]
+    lines = memory_sweep_section(("a", "b"), sweeps[(("a", "b"), "")], tmp_path)
     assert "| class | random_replay | 60.0 ± 0.0 / -30.0 ± 0.0 | 65.0 ± 0.0 / -20.0 ± 0.0 |" in lines
     assert "| class | distilled_replay | 60.0 ± 0.0 / -30.0 ± 0.0 | — |" in lines
     assert (tmp_path / "memory_sweep_a_then_b.png").stat().st_size > 10_000
     assert memory_sweeps([one, other_seeds]) == {}
     # A later job at one memory adds the strategies the first left out; the first file's are kept.
     more = at(2, -0.50, ["random_replay", "condensed_replay"], name="continual_full_mem2_more_a_then_b")
-    combined = memory_sweeps([one, two, more])[("a", "b")]
+    combined = memory_sweeps([one, two, more])[(("a", "b"), "")]
     assert combined[2]["summary"]["class"]["random_replay"] == two["summary"]["class"]["random_replay"]
     assert combined[2]["summary"]["class"]["condensed_replay"] == more["summary"]["class"]["condensed_replay"]
     assert combined[1] is one and set(two["summary"]["class"]) == {"random_replay"}  # the inputs are left as they were
@@ -168,7 +168,16 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     # A job that adds no replay strategy (merged-only ones keep no memory) leaves its memory's results as they were.
     merged = at(1, -0.40, ["random_replay"], name="continual_full_merged_a_then_b")
     merged["summary"]["class"]["merged_joint"] = {**merged["summary"]["class"].pop("random_replay"), "memory_loss": None}
-    assert memory_sweeps([merged, one, two])[("a", "b")][1] is one
+    assert memory_sweeps([merged, one, two])[(("a", "b"), "")][1] is one
+    # The same sweep with the heads re-fitted on the memory is a sweep of its own, named by that setting.
+    refits = [at(m, -0.1, ["random_replay"], name=f"continual_refit_mem{m}_a_then_b") for m in (1, 2)]
+    for results in refits:
+        results["config"]["continual"]["refit"] = {"steps": 100, "lr": 0.01, "start": "current"}
+    sweeps = memory_sweeps([one, two, *refits])
+    assert list(sweeps) == [(("a", "b"), ""), (("a", "b"), "continual.refit.steps=100")]
+    lines = memory_sweep_section(("a", "b"), sweeps[(("a", "b"), "continual.refit.steps=100")], tmp_path, "continual.refit.steps=100")
+    assert lines[0] == "## Memory budget: a → b (`continual.refit.steps=100`)"
+    assert lines[-2] == "![memory_sweep](figures/memory_sweep_a_then_b_refit_steps_100.png)"
 
 
 def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_its_config_back():
@@ -186,6 +195,16 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
     assert regeneration(results) == (["continual.strategies=[naive,joint]", "continual.train_examples_per_task=1000"], [])
     del results["config"]["continual"]["asymmetric_loss"]  # a key an earlier schema did not have
     assert regeneration(results)[1] == ["continual.asymmetric_loss"]
+    # A file made before continual.refit and learner_distilled_replay ran without them: nothing is missing while the
+    # command that regenerates it does not use them either.
+    results["config"]["continual"] = {k: v for k, v in job["continual"].items() if k not in ("refit", "learner_distill")}
+    assert regeneration(results) == ([], [])
+    results["config"]["overrides"] += ["continual.refit.steps=50", "continual=full"]
+    extra, missing = regeneration(results)
+    assert missing == ["continual.refit.steps", "continual.refit.lr", "continual.refit.start", "continual.refit.targets"]
+    # continual=full lists learner_distilled_replay, but the file's own strategies (an extra override) do not.
+    assert not any(key.startswith("continual.learner_distill") for key in missing)
+    assert any(e.startswith("continual.strategies=") for e in extra)
 
     # Every committed file: its stated command, with those overrides, composes to exactly the config it was made
     # with, or its section says that an earlier condense made it.
@@ -199,5 +218,7 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
         today = dataclasses.asdict(compose("run", [*stored["config"].get("overrides", []), *extra]))
         for group in REPRODUCED_GROUPS:
             now, then = flatten(today[group], f"{group}."), flatten(stored["config"][group], f"{group}.")
-            assert now == {key: then[key] for key in now}, (path.name, group)
+            # Keys the file lacks are settings added since, which regeneration() found off in today's command.
+            assert {key: now.get(key) for key in then} == then, (path.name, group)
+            assert all(key in then or key.startswith(("continual.refit.", "continual.learner_distill.")) for key in now), (path.name, group)
     assert fixed >= 1  # the full-preset files made before merged_joint joined continual=full

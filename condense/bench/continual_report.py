@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from condense.collect import flatten
 from condense.config import compose
 from condense.plots import accuracy_matrices, forgetting_curves, memory_sweep
 from condense.report import points, results_table, summarize_values, table_head
+from condense.schema import ContinualConfig
 
 
 def task_bwt(runs: list[dict], scenario: str, strategy: str, task: int = 0) -> dict[int, float]:
@@ -28,7 +30,7 @@ def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, 
 
 # The memories made of distilled data (the per-task sets in two forms, and the memory condensed against the learner),
 # of which the best is held to the bars; and the fresh models trained on the merged super-dataset only.
-DISTILLED_REPLAYS = ("distilled_replay", "distilled_text_replay", "condensed_replay")
+DISTILLED_REPLAYS = ("distilled_replay", "distilled_text_replay", "condensed_replay", "learner_distilled_replay")
 MERGED = ("merged_only", "merged_learned", "merged_joint")
 # Merged-only / joint, on every task: the bar per scenario.
 MERGED_BARS = {"task": 0.90, "class": 0.85}
@@ -110,6 +112,12 @@ def reading(results: dict) -> list[str]:
 
 # The groups whose values decide a continual job's numbers, as its results file stores them.
 REPRODUCED_GROUPS = ("model", "distill", "continual")
+# Settings added to the schema after results files were written, each with whether a (flattened) config uses it. A
+# file made before one ran without it, so it lacks nothing it needs when its regenerating command does not use it.
+ADDED_SETTINGS = {
+    "continual.refit.": lambda flat: flat.get("continual.refit.steps", 0) != 0,
+    "continual.learner_distill.": lambda flat: "learner_distilled_replay" in flat.get("continual.strategies", []),
+}
 
 
 def _override_value(value) -> str:
@@ -129,9 +137,11 @@ def regeneration(results: dict) -> tuple[list[str], list[str]]:
     extra, missing = [], []
     for group in REPRODUCED_GROUPS:
         then, now = flatten(stored.get(group, {}), f"{group}."), flatten(today[group], f"{group}.")
+        regenerating = {**now, **{key: value for key, value in then.items() if key in now}}  # with the extras below
         for key, value in now.items():
             if key not in then:
-                missing.append(key)
+                if not any(key.startswith(prefix) and not uses(regenerating) for prefix, uses in ADDED_SETTINGS.items()):
+                    missing.append(key)
             elif then[key] != value:
                 extra.append(f"{key}={_override_value(then[key])}")
     return extra, missing
@@ -210,7 +220,20 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
         settings.pop("strategies")
         by_memory = groups.setdefault((tuple(results["sequence"]), json.dumps(settings, sort_keys=True)), {})
         by_memory[memory] = results if memory not in by_memory else _combined(by_memory[memory], results)
-    return {sequence: by_memory for (sequence, _), by_memory in groups.items() if len(by_memory) > 1}
+    return {(sequence, _variant(json.loads(settings))): by_memory
+            for (sequence, settings), by_memory in groups.items() if len(by_memory) > 1}
+
+
+# Continual settings that change how replay learns rather than how big the experiment is: a sweep run with one of
+# them away from its default is named by it, beside the plain sweep of the same sequence.
+METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss")
+
+
+def _variant(settings: dict) -> str:
+    """The method settings of a sweep that differ from the schema's defaults, as overrides ('' for none)."""
+    defaults = flatten(dataclasses.asdict(ContinualConfig()), "continual.")
+    return " ".join(f"{key}={_override_value(value)}" for key, value in flatten(settings, "continual.").items()
+                    if key.startswith(METHOD_SETTINGS) and key in defaults and value != defaults[key])
 
 
 def _combined(first: dict, later: dict) -> dict:
@@ -230,12 +253,14 @@ def _files(results: dict) -> list[str]:
     return results.get("files", [results.get("name", "continual_" + "_then_".join(results["sequence"]))])
 
 
-def memory_sweep_section(sequence: tuple[str, ...], by_memory: dict[int, dict], figures: Path) -> list[str]:
-    """Final average accuracy and BWT of every replay strategy at each memory per class: the table and the plot."""
+def memory_sweep_section(sequence: tuple[str, ...], by_memory: dict[int, dict], figures: Path, variant: str = "") -> list[str]:
+    """Final average accuracy and BWT of every replay strategy at each memory per class: the table and the plot;
+    ``variant`` names the method settings the sweep ran with (:func:`memory_sweeps`' keys)."""
     memories = sorted(by_memory)
-    slug = "_then_".join(sequence)
+    slug = "_".join(filter(None, ["_then_".join(sequence),
+                                  re.sub(r"[^a-z0-9]+", "_", variant.replace("continual.", "").lower()).strip("_")]))
     files = ", ".join(" + ".join(f"`{name}.json`" for name in _files(by_memory[m])) + f" ({m} per class)" for m in memories)
-    lines = [f"## Memory budget: {' → '.join(sequence)}", "",
+    lines = [f"## Memory budget: {' → '.join(sequence)}" + (f" (`{variant}`)" if variant else ""), "",
              f"From {files}; each file's section above gives the command that regenerates it. Every distilled set is "
              f"distilled at exactly its memory per class. Cells: final average accuracy / BWT on earlier tasks, mean ± std "
              f"over seeds {by_memory[memories[0]]['config']['continual']['seeds']}.", ""]

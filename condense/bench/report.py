@@ -12,6 +12,7 @@ from pathlib import Path
 
 from condense.bench import EXPERIMENTS, reporter, summarizer
 from condense.bench.continual_report import continual_section, memory_sweep_section, memory_sweeps
+from condense.bench.refit_report import refit_section
 from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.cache import atomic_write_text
 from condense.report import table_head
@@ -52,8 +53,10 @@ def write_report(results_dir: Path, doc: Path, figures: Path) -> None:
     continual = [_read(path) for path in sorted(results_dir.glob("continual_*.json"))]
     for results in continual:
         lines += continual_section(results, figures)
-    for sequence, by_memory in memory_sweeps(continual).items():
-        lines += memory_sweep_section(sequence, by_memory, figures)
+    for (sequence, variant), by_memory in memory_sweeps(continual).items():
+        lines += memory_sweep_section(sequence, by_memory, figures, variant)
+    for path in sorted(results_dir.glob("refit_validation_*.json")):
+        lines += refit_section(_read(path))
     lines += bench_sections(results_dir, figures)
     lines += bar_summary(reports)
     for task, report in reports.items():

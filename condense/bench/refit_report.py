@@ -1,0 +1,68 @@
+"""The section of ``docs/results.md`` on re-fitting the heads on the replay memory (``continual.refit``), from the
+files ``benchmarks/refit_validation.py`` writes: validation accuracy, never test accuracy, of each replay strategy's
+final model under each refit variant, and the gain over no refit, paired by seed."""
+
+from __future__ import annotations
+
+from condense.report import summarize_values, table_head
+
+
+def _cell(runs: list[dict], variant: str, value_of) -> tuple[str, str]:
+    values = summarize_values([value_of(r["scores"][variant]) for r in runs])
+    gains = summarize_values([value_of(r["scores"][variant]) - value_of(r["scores"]["none"]) for r in runs])
+    gain = "—" if variant == "none" else f"{100 * gains['mean']:+.1f} ± {100 * gains['std']:.1f}"
+    return f"{100 * values['mean']:.1f} ± {100 * values['std']:.1f}", gain
+
+
+def refit_table(results: dict) -> list[str]:
+    """Per strategy and variant: accuracy on the first task and on average over tasks, each with its paired gain."""
+    first = results["sequence"][0]
+    lines = table_head(["strategy", "refit", f"{first}", "gain", "average", "gain"], "llrrrr")
+    for strategy in results["strategies"]:
+        runs = [r for r in results["runs"] if r["strategy"] == strategy]
+        for variant in ["none", *results["variants"]]:
+            on_first = _cell(runs, variant, lambda scores: scores[0])
+            on_average = _cell(runs, variant, lambda scores: sum(scores) / len(scores))
+            lines.append(f"| {strategy} | {variant} | {on_first[0]} | {on_first[1]} | {on_average[0]} | {on_average[1]} |")
+    return lines
+
+
+def best_variants(results: dict) -> list[str]:
+    """Per strategy, the variant whose average accuracy gains most over no refit (paired by seed), and that gain."""
+    lines = []
+    for strategy in results["strategies"]:
+        runs = [r for r in results["runs"] if r["strategy"] == strategy]
+
+        def gain(variant: str, task: slice) -> float:
+            return summarize_values([sum(r["scores"][variant][task]) / len(r["scores"][variant][task])
+                                     - sum(r["scores"]["none"][task]) / len(r["scores"]["none"][task]) for r in runs])["mean"]
+
+        best = max(results["variants"], key=lambda v: gain(v, slice(None)))
+        lines.append(f"- {strategy}: best refit by average accuracy is \"{best}\", {100 * gain(best, slice(None)):+.1f} "
+                     f"points on average and {100 * gain(best, slice(0, 1)):+.1f} on {results['sequence'][0]}.")
+    return lines
+
+
+def refit_section(results: dict) -> list[str]:
+    seeds = sorted({r["seed"] for r in results["runs"]})
+    cfg = results["config"]["continual"]
+    machine = results["machine"]
+    return [
+        f"## Re-fitting the heads on the memory: {' → '.join(results['sequence'])}, {results['scenario']}-incremental "
+        f"(validation, {cfg['train_examples_per_task']} training rows per task)",
+        "",
+        f"Regenerate: `{results['command']}`. Machine: {machine['platform']}, {machine['cpu_count']} cores, "
+        f"{machine['torch_threads']} torch threads; {results['seconds'] / 60:.1f} min.",
+        "",
+        f"Each replay strategy runs as in the `continual=full` preset ({cfg['memory_per_class']} example per class of "
+        f"each past task, {cfg['train_examples_per_task']} training rows per task); the model the last task leaves "
+        "is copied and each copy's heads are re-fitted on the memory (`continual.refit`: full-batch Adam on the "
+        "memory's features, blocks frozen). Accuracy in % on "
+        f"{results['validation_rows_per_task']} rows per task of the training split that no strategy trains on "
+        f"(not the test split), mean ± std over seeds {seeds}; gains are paired by seed against no refit.",
+        "",
+        *refit_table(results),
+        "",
+        *best_variants(results),
+        "",
+    ]

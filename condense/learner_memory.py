@@ -1,0 +1,100 @@
+"""A replay memory distilled against the learner's own state after each task (``learner_distilled_replay``).
+
+The per-task distilled sets of :mod:`condense.outer` are made for a fresh model at the pretrained weights. This
+memory is distilled when its task ends, by the same bilevel method, with the learner as it then is as the inner
+loop's start (as condensed-memory methods do: CCMCL, Wiewel & Yang 2021; SSD, Gu et al. 2024): its rows are
+hidden states below the trained blocks, starting from ``memory_per_class`` random real examples of each class,
+and every outer step draws a fresh linear head over the task's classes, trains it for ``inner_steps`` unrolled
+SGD steps at learned learning rates on the memory's features under the learner's blocks (against learned soft
+labels), and back-propagates the cross-entropy of that head on the task's real training features (the same
+blocks) to the hidden states, the soft labels and the learning rates. The memory thus encodes what a classifier on
+this learner's features needs from the task, which is what a re-fit of the heads (``continual.refit``) does with it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from condense.continual_data import Examples, SequenceData, avalanche_dataset, random_rows_per_class  # first: quiets Avalanche's import
+from avalanche.benchmarks.utils.utils import concat_datasets  # noqa: E402
+from condense.continual_model import ContinualClassifier, model_device  # noqa: E402
+from condense.inner import soft_cross_entropy, unrolled_train  # noqa: E402
+from condense.replay import PerExperienceBuffer  # noqa: E402
+from condense.schema import ContinualConfig, LearnerDistillConfig  # noqa: E402
+
+
+@torch.no_grad()
+def _features(model: ContinualClassifier, examples: Examples, batch_size: int = 128) -> torch.Tensor:
+    device = model_device(model)
+    return torch.cat([model.features({"hidden_states": examples.hidden_states[i : i + batch_size].to(device),
+                                      "attention_mask": examples.attention_mask[i : i + batch_size].to(device)})
+                      for i in range(0, len(examples), batch_size)])
+
+
+def distil_for_learner(model: ContinualClassifier, real: Examples, columns: slice, per_class: int,
+                       settings: LearnerDistillConfig) -> tuple[Examples, list[float]]:
+    """``per_class`` rows of each class of ``real`` (its targets' ``columns`` are the task's classes), distilled
+    against ``model``'s blocks as they are; returns the memory (targets in ``real``'s layout) and the outer losses."""
+    training = model.training
+    model.eval()  # no dropout: every outer step sees one function of the hidden states
+    device = model_device(model)
+    labels = real.targets[:, columns].argmax(1)
+    classes = real.targets[:, columns].shape[1]
+    picks = random_rows_per_class(labels, classes, per_class)  # the real examples to start from
+    start = real.subset(picks)
+    real_features, real_labels = _features(model, real).detach(), labels.to(device)
+    hidden = start.hidden_states.to(device).float().clone().requires_grad_(True)
+    mask = start.attention_mask.to(device)
+    # Soft labels start as the picks' classes, confident but not one-hot, so that they can learn either way.
+    label_logits = (F.one_hot(labels[picks], classes).float() * math.log(10 * classes)).to(device).requires_grad_(True)
+    log_lrs = torch.full((settings.inner_steps,), math.log(settings.inner_lr), device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([{"params": [hidden], "lr": settings.lr_inputs},
+                                  {"params": [label_logits, log_lrs], "lr": settings.lr_labels}])
+    width = real_features.shape[1]
+    losses = []
+    for _ in range(settings.outer_steps):
+        head = nn.Linear(width, classes).to(device)  # a fresh head each step, drawn from torch's seeded generator
+        params = {"weight": head.weight.detach().requires_grad_(True), "bias": head.bias.detach().requires_grad_(True)}
+        features = model.features({"hidden_states": hidden, "attention_mask": mask})
+        targets = label_logits.softmax(1)
+        trained = unrolled_train(params, lambda p: soft_cross_entropy(F.linear(features, p["weight"], p["bias"]), targets),
+                                 log_lrs.exp())
+        batch = torch.randint(len(real_features), (min(settings.real_batch_size, len(real_features)),), device=device)
+        loss = F.cross_entropy(F.linear(real_features[batch], trained["weight"], trained["bias"]), real_labels[batch])
+        optimizer.zero_grad()
+        # Only the memory's tensors: the learner's own weights are not this loop's to change.
+        hidden.grad, label_logits.grad, log_lrs.grad = torch.autograd.grad(loss, [hidden, label_logits, log_lrs])
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    model.train(training)
+    soft = real.targets.new_zeros(len(picks), real.targets.shape[1])
+    soft[:, columns] = label_logits.detach().softmax(1).cpu()
+    return Examples(hidden.detach().cpu(), start.attention_mask.clone(), soft, start.task_ids.clone()), losses
+
+
+class LearnerDistilledBuffer(PerExperienceBuffer):
+    """After each experience, keeps that task's memory distilled against the learner as the experience left it
+    (:func:`distil_for_learner`); the kept memories of past tasks never change."""
+
+    def __init__(self, data: SequenceData, per_class: int, max_size: int, settings: LearnerDistillConfig):
+        super().__init__(max_size)
+        self.data, self.per_class, self.settings = data, per_class, settings
+        self.kept: list = []
+        self.outer_losses: list[list[float]] = []
+
+    def post_adapt(self, agent, exp):
+        task = exp.current_experience
+        layout = self.data.layout
+        columns = slice(layout.offset(task), layout.offset(task) + layout.num_classes[task])
+        memory, losses = distil_for_learner(agent.model, self.data.train[task], columns, self.per_class, self.settings)
+        self.outer_losses.append(losses)
+        self.kept.append(avalanche_dataset(memory, layout))
+        self.buffer = concat_datasets(self.kept)
+
+
+def learner_distilled_memory(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> LearnerDistilledBuffer:
+    return LearnerDistilledBuffer(data, settings.memory_per_class, size, settings.learner_distill)
