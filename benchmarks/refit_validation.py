@@ -89,8 +89,8 @@ def _kept_runs(path: Path, config: dict, scenario: str, rerun: list[str]) -> lis
         return []
     earlier = json.loads(path.read_text())
 
-    def shared(cfg: dict) -> dict:  # the settings every strategy's run depends on (one strategy's own aside)
-        return {**cfg, "continual": {k: v for k, v in cfg["continual"].items() if k != "learner_distill"}}
+    def shared(cfg: dict) -> dict:  # the settings every strategy's run depends on: not the list, nor one's own
+        return {**cfg, "continual": {k: v for k, v in cfg["continual"].items() if k not in ("strategies", "learner_distill")}}
 
     if shared(earlier["config"]) != shared(config) or earlier["scenario"] != scenario:
         return []
