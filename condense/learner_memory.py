@@ -46,7 +46,7 @@ def distil_for_learner(model: ContinualClassifier, real: Examples, columns: slic
     classes = real.targets[:, columns].shape[1]
     picks = random_rows_per_class(labels, classes, per_class)  # the real examples to start from
     start = real.subset(picks)
-    real_features, real_labels = _features(model, real).detach(), labels.to(device)
+    real_features, real_labels = _features(model, real), labels.to(device)
     hidden = start.hidden_states.to(device).float().clone().requires_grad_(True)
     mask = start.attention_mask.to(device)
     # Soft labels start as the picks' classes, confident but not one-hot, so that they can learn either way.
