@@ -242,7 +242,7 @@ def run_strategy(
         replay = ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=plan.memory)
         # In this order: the re-fit and MemoryFit read the memory ReplayPlugin has just filled, MemoryFit after the
         # re-fit, as the next experience starts with it.
-        plugins += [replay, MemoryRefit(plan.memory, settings.refit), memory_fit]
+        plugins += [replay, *([MemoryRefit(plan.memory, settings.refit)] if settings.refit.steps else []), memory_fit]
         if settings.asymmetric_loss:
             plugins.append(AsymmetricLoss(layout))  # before MemoryLoss: it replaces the loss MemoryLoss adds to
         if isinstance(plan.memory, SupervisedPlugin):  # a memory that works on the experience as it trains

@@ -55,14 +55,18 @@ class MemoryRefit(SupervisedPlugin):
             for head in model.heads:
                 head.reset_parameters()  # torch's generator, seeded per run: the same fresh heads for a seed
         optimizer = torch.optim.Adam(model.heads.parameters(), lr=self.settings.lr)
-        before = None
+
+        def memory_loss() -> torch.Tensor:
+            return F.cross_entropy(model.classify(features, batch["task_ids"]), targets)
+
+        with torch.no_grad():
+            before = float(memory_loss())
         for _ in range(self.settings.steps):
-            loss = F.cross_entropy(model.classify(features, batch["task_ids"]), targets)
-            before = float(loss.detach()) if before is None else before
+            loss = memory_loss()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            after = float(F.cross_entropy(model.classify(features, batch["task_ids"]), targets))
+            after = float(memory_loss())
         self.losses.append({"experience": strategy.experience.current_experience, "before": before, "after": after})
         model.train(training)

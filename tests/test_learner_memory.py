@@ -32,16 +32,18 @@ def test_the_memory_is_distilled_against_the_learners_blocks_without_changing_th
 
 
 def test_a_run_keeps_one_distilled_memory_per_past_task(tiny_bert, monkeypatch):
-    kept = []
+    kept, outer_losses = [], []
     original = LearnerDistilledBuffer.post_adapt
 
     def spy(self, agent, exp):
         original(self, agent, exp)
         kept.append([len(d) for d in self.kept])
+        outer_losses.append([len(losses) for losses in self.outer_losses])
 
     monkeypatch.setattr(LearnerDistilledBuffer, "post_adapt", spy)
     settings = _settings(learner_distill=LearnerDistillConfig(outer_steps=3, inner_steps=2))
     first = run_strategy("learner_distilled_replay", tiny_bert, _sequence_data(), settings, seed=0)
     assert kept == [[2], [2, 2]]  # one per class of each task, both tasks of 2 classes
+    assert outer_losses == [[3], [3, 3]]  # each task's distillation, its 3 outer steps
     again = run_strategy("learner_distilled_replay", tiny_bert, _sequence_data(), settings, seed=0)
     assert first["accuracy_matrix"] == again["accuracy_matrix"]  # the seed fixes the memory's starts and heads

@@ -7,9 +7,22 @@ from __future__ import annotations
 from condense.report import summarize_values, table_head
 
 
+def _first(scores: list[float]) -> float:
+    return scores[0]
+
+
+def _average(scores: list[float]) -> float:
+    return sum(scores) / len(scores)
+
+
+def _gains(runs: list[dict], variant: str, value_of) -> dict:
+    """Mean ± std over seeds of ``variant``'s score minus no refit's, each read by ``value_of`` from a run's scores."""
+    return summarize_values([value_of(r["scores"][variant]) - value_of(r["scores"]["none"]) for r in runs])
+
+
 def _cell(runs: list[dict], variant: str, value_of) -> tuple[str, str]:
     values = summarize_values([value_of(r["scores"][variant]) for r in runs])
-    gains = summarize_values([value_of(r["scores"][variant]) - value_of(r["scores"]["none"]) for r in runs])
+    gains = _gains(runs, variant, value_of)
     gain = "—" if variant == "none" else f"{100 * gains['mean']:+.1f} ± {100 * gains['std']:.1f}"
     return f"{100 * values['mean']:.1f} ± {100 * values['std']:.1f}", gain
 
@@ -21,8 +34,7 @@ def refit_table(results: dict) -> list[str]:
     for strategy in results["strategies"]:
         runs = [r for r in results["runs"] if r["strategy"] == strategy]
         for variant in ["none", *results["variants"]]:
-            on_first = _cell(runs, variant, lambda scores: scores[0])
-            on_average = _cell(runs, variant, lambda scores: sum(scores) / len(scores))
+            on_first, on_average = _cell(runs, variant, _first), _cell(runs, variant, _average)
             lines.append(f"| {strategy} | {variant} | {on_first[0]} | {on_first[1]} | {on_average[0]} | {on_average[1]} |")
     return lines
 
@@ -32,14 +44,10 @@ def best_variants(results: dict) -> list[str]:
     lines = []
     for strategy in results["strategies"]:
         runs = [r for r in results["runs"] if r["strategy"] == strategy]
-
-        def gain(variant: str, task: slice) -> float:
-            return summarize_values([sum(r["scores"][variant][task]) / len(r["scores"][variant][task])
-                                     - sum(r["scores"]["none"][task]) / len(r["scores"]["none"][task]) for r in runs])["mean"]
-
-        best = max(results["variants"], key=lambda v: gain(v, slice(None)))
-        lines.append(f"- {strategy}: best refit by average accuracy is \"{best}\", {100 * gain(best, slice(None)):+.1f} "
-                     f"points on average and {100 * gain(best, slice(0, 1)):+.1f} on {results['sequence'][0]}.")
+        best = max(results["variants"], key=lambda v: _gains(runs, v, _average)["mean"])
+        lines.append(f"- {strategy}: best refit by average accuracy is \"{best}\", "
+                     f"{100 * _gains(runs, best, _average)['mean']:+.1f} points on average and "
+                     f"{100 * _gains(runs, best, _first)['mean']:+.1f} on {results['sequence'][0]}.")
     return lines
 
 
