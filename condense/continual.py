@@ -9,7 +9,8 @@ re-distilled jointly against every task's data (``merged_joint``, :mod:`condense
 comes from ``OPTIMIZERS``. Examples, label layouts and the benchmark are in :mod:`condense.continual_data`, the
 model in :mod:`condense.continual_model`, storage policies and plugins in :mod:`condense.replay` (the memories
 condensed or distilled against the learner in :mod:`condense.condensed_memory` and :mod:`condense.learner_memory`,
-the heads' re-fit on the memory in :mod:`condense.refit`); their public names are importable from here too.
+the heads' re-fit on the memory in :mod:`condense.refit`), the less-forget constraint on the features in
+:mod:`condense.anchor`; their public names are importable from here too.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from condense.continual_model import ContinualClassifier, Pooling, accuracy, los
 from condense.models import Encoder
 from condense.registry import lookup
 from condense.schema import ContinualConfig
+from condense.anchor import FeatureAnchor
 from condense.condensed_memory import condensed_memory
 from condense.learner_memory import learner_distilled_memory
 from condense.refit import MemoryRefit
@@ -236,6 +238,8 @@ def run_strategy(
     iterations = max(math.ceil(_rows(item) / settings.batch_size) for item in plan.train_on) * plan.epochs
     curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     plugins: list = [curve, *plan.plugins]
+    if settings.feature_anchor.weight:
+        plugins.append(FeatureAnchor(model, settings.feature_anchor))
     memory_fit = None
     if plan.memory is not None:
         memory_fit = MemoryFit(plan.memory)

@@ -232,6 +232,15 @@ class RefitConfig:
 
 
 @dataclass
+class FeatureAnchorConfig:
+    """``continual.feature_anchor``: LUCIR's less-forget constraint, ``weight * (1 - cos)`` between the trained
+    blocks' pooled features and those of the model the previous experience left, on every training row after the
+    first experience (:mod:`condense.anchor`). 0: off."""
+
+    weight: float = at_least(0.0, 0.0)
+
+
+@dataclass
 class ContinualConfig:
     """``conf/continual/``: sized for a slow 2-core CPU, every default strategy x scenario x seed in under 20 minutes
     once the distilled sets exist (``continual=standard`` is the larger former default, ``continual=full`` the
@@ -257,6 +266,7 @@ class ContinualConfig:
     condensation: CondensationConfig = field(default_factory=CondensationConfig)
     learner_distill: LearnerDistillConfig = field(default_factory=LearnerDistillConfig)
     refit: RefitConfig = field(default_factory=RefitConfig)
+    feature_anchor: FeatureAnchorConfig = field(default_factory=FeatureAnchorConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
     lr: float = positive(3e-4)

@@ -117,6 +117,7 @@ REPRODUCED_GROUPS = ("model", "distill", "continual")
 ADDED_SETTINGS = {
     "continual.refit.": lambda flat: flat.get("continual.refit.steps", 0) != 0,
     "continual.learner_distill.": lambda flat: "learner_distilled_replay" in flat.get("continual.strategies", []),
+    "continual.feature_anchor.": lambda flat: flat.get("continual.feature_anchor.weight", 0) != 0,
 }
 
 
@@ -226,7 +227,7 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
 
 # Continual settings that change how replay learns rather than how big the experiment is: a sweep run with one of
 # them away from its default is named by it, beside the plain sweep of the same sequence.
-METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss")
+METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss", "continual.feature_anchor.")
 
 
 def _variant(settings: dict) -> str:

@@ -1,0 +1,62 @@
+"""Holding the trained blocks' features in place while later tasks train (``continual.feature_anchor``): LUCIR's
+less-forget constraint (Hou et al. 2019), ``weight * (1 - cos(f(x), f_old(x)))`` on every row of each mini-batch,
+where ``f_old`` is the model as the previous experience left it.
+
+A replay memory is only as good as the features it is replayed through. A distilled row trains a head well on the
+features it was made for and is not robust to their drift (``docs/results.md``: distilled memories win with the
+heads re-fitted when the blocks barely move, and lose to herding when they move for hundreds of mini-batches);
+the anchor bounds that drift for old and new inputs alike, so that what a memory encodes still holds when it is
+replayed or the heads are re-fitted on it (:mod:`condense.refit`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from condense.continual_model import ContinualClassifier  # first: quiets Avalanche's import
+from avalanche.core import SupervisedPlugin  # noqa: E402
+from condense.models import pool  # noqa: E402
+from condense.schema import FeatureAnchorConfig  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+class FeatureAnchor(SupervisedPlugin):
+    """Adds the less-forget term to every training loss after the first experience. The model's pooled features of
+    the mini-batch are caught by a hook on its pooling as the strategy's forward computes them; the anchor's are the
+    frozen copy's blocks', in eval mode, without gradient."""
+
+    def __init__(self, model: ContinualClassifier, settings: FeatureAnchorConfig):
+        super().__init__()
+        self.settings = settings
+        self.anchor: nn.Module | None = None  # the trained blocks as the previous experience left them
+        self.features: torch.Tensor | None = None  # the latest pooled features the trained model computed
+        self.batch_features: torch.Tensor | None = None  # those of the strategy's own forward on the mini-batch
+        self.distances: list[float] = []  # the mean cosine distance of each anchored mini-batch
+        model.pool.register_forward_hook(self._catch)
+
+    def _catch(self, module, inputs, output):
+        self.features = output
+
+    def after_forward(self, strategy, *args, **kwargs):
+        # Other plugins may run the model again before the backward pass (MemoryLoss does): keep this forward's.
+        self.batch_features = self.features
+
+    def before_backward(self, strategy, *args, **kwargs):
+        if self.anchor is None or self.settings.weight == 0:
+            return
+        batch = strategy.mbatch[0]
+        with torch.no_grad():
+            hidden = self.anchor(inputs_embeds=batch["hidden_states"], attention_mask=batch["attention_mask"])
+            anchored = pool(hidden.last_hidden_state, batch["attention_mask"], strategy.model.pool.mode)
+        distance = 1 - F.cosine_similarity(self.batch_features, anchored, dim=1).mean()
+        self.distances.append(float(distance.detach()))
+        strategy.loss = strategy.loss + self.settings.weight * distance
+
+    def after_training_exp(self, strategy, *args, **kwargs):
+        # The blocks alone: the model's pooling carries this plugin's hook, which a copy would drag along.
+        self.anchor = copy.deepcopy(strategy.model.blocks).eval()
+        for parameter in self.anchor.parameters():
+            parameter.requires_grad_(False)
