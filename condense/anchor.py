@@ -2,11 +2,10 @@
 less-forget constraint (Hou et al. 2019), ``weight * (1 - cos(f(x), f_old(x)))`` on every row of each mini-batch,
 where ``f_old`` is the model as the previous experience left it.
 
-A replay memory is only as good as the features it is replayed through. A distilled row trains a head well on the
-features it was made for and is not robust to their drift (``docs/results.md``: distilled memories win with the
-heads re-fitted when the blocks barely move, and lose to herding when they move for hundreds of mini-batches);
-the anchor bounds that drift for old and new inputs alike, so that what a memory encodes still holds when it is
-replayed or the heads are re-fitted on it (:mod:`condense.refit`).
+A replay memory is only as good as the features it is replayed through: the anchor bounds their drift for old and
+new inputs alike, so that what a memory encodes for the blocks as a task left them still holds when it is replayed
+or the heads are re-fitted on it (:mod:`condense.refit`). It pays in plasticity: the next task learns on features
+held near the old ones.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ class FeatureAnchor(SupervisedPlugin):
         self.anchor: nn.Module | None = None  # the trained blocks as the previous experience left them
         self.features: torch.Tensor | None = None  # the latest pooled features the trained model computed
         self.batch_features: torch.Tensor | None = None  # those of the strategy's own forward on the mini-batch
-        self.distances: list[float] = []  # the mean cosine distance of each anchored mini-batch
         model.pool.register_forward_hook(self._catch)
 
     def _catch(self, module, inputs, output):
@@ -45,14 +43,13 @@ class FeatureAnchor(SupervisedPlugin):
         self.batch_features = self.features
 
     def before_backward(self, strategy, *args, **kwargs):
-        if self.anchor is None or self.settings.weight == 0:
+        if self.anchor is None:  # the first experience: nothing to hold yet
             return
         batch = strategy.mbatch[0]
         with torch.no_grad():
             hidden = self.anchor(inputs_embeds=batch["hidden_states"], attention_mask=batch["attention_mask"])
             anchored = pool(hidden.last_hidden_state, batch["attention_mask"], strategy.model.pool.mode)
         distance = 1 - F.cosine_similarity(self.batch_features, anchored, dim=1).mean()
-        self.distances.append(float(distance.detach()))
         strategy.loss = strategy.loss + self.settings.weight * distance
 
     def after_training_exp(self, strategy, *args, **kwargs):
