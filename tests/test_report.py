@@ -184,7 +184,7 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
     import dataclasses
     import json
 
-    from condense.bench.continual_report import REPRODUCED_GROUPS, regeneration
+    from condense.bench.continual_report import ADDED_SETTINGS, REPRODUCED_GROUPS, regeneration
     from condense.collect import flatten
     from condense.config import compose
 
@@ -220,5 +220,5 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
             now, then = flatten(today[group], f"{group}."), flatten(stored["config"][group], f"{group}.")
             # Keys the file lacks are settings added since, which regeneration() found off in today's command.
             assert {key: now.get(key) for key in then} == then, (path.name, group)
-            assert all(key in then or key.startswith(("continual.refit.", "continual.learner_distill.")) for key in now), (path.name, group)
+            assert all(key in then or key.startswith(tuple(ADDED_SETTINGS)) for key in now), (path.name, group)
     assert fixed >= 1  # the full-preset files made before merged_joint joined continual=full
