@@ -15,7 +15,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from condense.continual_model import ContinualClassifier  # first: quiets Avalanche's import
+import condense.continual_model  # noqa: F401  (first: quiets Avalanche's import)
 from avalanche.core import SupervisedPlugin  # noqa: E402
 from condense.models import pool  # noqa: E402
 from condense.schema import FeatureAnchorConfig  # noqa: E402
@@ -24,26 +24,31 @@ from torch import nn  # noqa: E402
 
 class FeatureAnchor(SupervisedPlugin):
     """Adds the less-forget term to every training loss after the first experience. The model's pooled features of
-    the mini-batch are caught by a hook on its pooling as the strategy's forward computes them; the anchor's are the
-    frozen copy's blocks', in eval mode, without gradient."""
+    the mini-batch are caught by a hook on its pooling that lives only through the strategy's own forward (so that
+    other plugins' forwards, evaluation and copies of the model never reach it); the anchor's are the frozen copy's
+    blocks', in eval mode, without gradient."""
 
-    def __init__(self, model: ContinualClassifier, settings: FeatureAnchorConfig):
+    def __init__(self, settings: FeatureAnchorConfig):
         super().__init__()
         self.settings = settings
         self.anchor: nn.Module | None = None  # the trained blocks as the previous experience left them
-        self.features: torch.Tensor | None = None  # the latest pooled features the trained model computed
-        self.batch_features: torch.Tensor | None = None  # those of the strategy's own forward on the mini-batch
-        model.pool.register_forward_hook(self._catch)
+        self.batch_features: torch.Tensor | None = None  # the strategy's own forward's pooled features
+        self._hook = None
 
     def _catch(self, module, inputs, output):
-        self.features = output
+        self.batch_features = output
+
+    def before_forward(self, strategy, *args, **kwargs):
+        if self.anchor is not None:  # the first experience: nothing to hold yet
+            self._hook = strategy.model.pool.register_forward_hook(self._catch)
 
     def after_forward(self, strategy, *args, **kwargs):
-        # Other plugins may run the model again before the backward pass (MemoryLoss does): keep this forward's.
-        self.batch_features = self.features
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
     def before_backward(self, strategy, *args, **kwargs):
-        if self.anchor is None:  # the first experience: nothing to hold yet
+        if self.batch_features is None:
             return
         batch = strategy.mbatch[0]
         with torch.no_grad():
@@ -51,9 +56,9 @@ class FeatureAnchor(SupervisedPlugin):
             anchored = pool(hidden.last_hidden_state, batch["attention_mask"], strategy.model.pool.mode)
         distance = 1 - F.cosine_similarity(self.batch_features, anchored, dim=1).mean()
         strategy.loss = strategy.loss + self.settings.weight * distance
+        self.batch_features = None  # its graph is freed by the backward pass: hold nothing across iterations
 
     def after_training_exp(self, strategy, *args, **kwargs):
-        # The blocks alone: the model's pooling carries this plugin's hook, which a copy would drag along.
         self.anchor = copy.deepcopy(strategy.model.blocks).eval()
         for parameter in self.anchor.parameters():
             parameter.requires_grad_(False)

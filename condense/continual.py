@@ -239,7 +239,7 @@ def run_strategy(
     curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     plugins: list = [curve, *plan.plugins]
     if settings.feature_anchor.weight:
-        plugins.append(FeatureAnchor(model, settings.feature_anchor))
+        plugins.append(FeatureAnchor(settings.feature_anchor))
     memory_fit = None
     if plan.memory is not None:
         memory_fit = MemoryFit(plan.memory)

@@ -221,7 +221,7 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
         settings.pop("strategies")
         by_memory = groups.setdefault((tuple(results["sequence"]), json.dumps(settings, sort_keys=True)), {})
         by_memory[memory] = results if memory not in by_memory else _combined(by_memory[memory], results)
-    return {(sequence, _variant(json.loads(settings))): by_memory
+    return {(sequence, method_overrides(json.loads(settings))): by_memory
             for (sequence, settings), by_memory in groups.items() if len(by_memory) > 1}
 
 
@@ -230,7 +230,7 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
 METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss", "continual.feature_anchor.")
 
 
-def _variant(settings: dict) -> str:
+def method_overrides(settings: dict) -> str:
     """The method settings of a sweep that differ from the schema's defaults, as overrides ('' for none)."""
     defaults = flatten(dataclasses.asdict(ContinualConfig()), "continual.")
     return " ".join(f"{key}={_override_value(value)}" for key, value in flatten(settings, "continual.").items()

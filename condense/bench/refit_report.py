@@ -4,6 +4,7 @@ final model under each refit variant, and the gain over no refit, paired by seed
 
 from __future__ import annotations
 
+from condense.bench.continual_report import method_overrides
 from condense.report import summarize_values, table_head
 
 
@@ -55,15 +56,17 @@ def refit_section(results: dict) -> list[str]:
     seeds = sorted({r["seed"] for r in results["runs"]})
     cfg = results["config"]["continual"]
     machine = results["machine"]
+    method = method_overrides(cfg)  # a method setting the runs used beside the preset's (a feature anchor)
     return [
         f"## Re-fitting the heads on the memory: {' → '.join(results['sequence'])}, {results['scenario']}-incremental "
-        f"(validation, {cfg['train_examples_per_task']} training rows per task)",
+        f"(validation, {cfg['train_examples_per_task']} training rows per task)" + (f", with `{method}`" if method else ""),
         "",
         f"Regenerate: `{results['command']}`. Machine: {machine['platform']}, {machine['cpu_count']} cores, "
         f"{machine['torch_threads']} torch threads; {results['seconds'] / 60:.1f} min.",
         "",
         f"Each replay strategy runs as in the `continual=full` preset ({cfg['memory_per_class']} example per class of "
-        f"each past task, {cfg['train_examples_per_task']} training rows per task); the model the last task leaves "
+        f"each past task, {cfg['train_examples_per_task']} training rows per task)"
+        + (f" with `{method}`" if method else "") + "; the model the last task leaves "
         "is copied and each copy's heads are re-fitted on the memory (`continual.refit`: full-batch Adam on the "
         "memory's features, blocks frozen). Accuracy in % on "
         f"{results['validation_rows_per_task']} rows per task of the training split that no strategy trains on "
