@@ -178,6 +178,11 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     lines = memory_sweep_section(("a", "b"), sweeps[(("a", "b"), "continual.refit.steps=100")], tmp_path, "continual.refit.steps=100")
     assert lines[0] == "## Memory budget: a → b (`continual.refit.steps=100`)"
     assert lines[-2] == "![memory_sweep](figures/memory_sweep_a_then_b_refit_steps_100.png)"
+    # A file made after a setting was added stores it at its unused default; one made before lacks it: same sweep.
+    later = at(4, -0.1, ["random_replay"], name="continual_full_mem4_a_then_b")
+    later["config"]["continual"]["refit"] = {"steps": 0, "lr": 0.01, "start": "current"}
+    later["config"]["continual"]["feature_anchor"] = {"weight": 0.0}
+    assert sorted(memory_sweeps([one, two, later])[(("a", "b"), "")]) == [1, 2, 4]
 
 
 def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_its_config_back():

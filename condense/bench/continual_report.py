@@ -212,7 +212,7 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
     from the first file, in ``all_results``' order, that has it."""
     groups: dict[tuple, dict[int, dict]] = {}
     for results in all_results:
-        settings = dict(results["config"]["continual"])
+        settings = _without_unused_added_settings(results["config"]["continual"])
         memory = settings.pop("memory_per_class", None)
         if memory is None:  # written before memory_per_class
             continue
@@ -223,6 +223,14 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
         by_memory[memory] = results if memory not in by_memory else _combined(by_memory[memory], results)
     return {(sequence, method_overrides(json.loads(settings))): by_memory
             for (sequence, settings), by_memory in groups.items() if len(by_memory) > 1}
+
+
+def _without_unused_added_settings(settings: dict) -> dict:
+    """``continual`` settings less the added settings (:data:`ADDED_SETTINGS`) they leave unused: a file made before
+    one existed lacks it and ran as one that does not use it, so the two compare equal."""
+    flat = flatten(settings, "continual.")
+    return {key: value for key, value in settings.items()
+            if not (f"continual.{key}." in ADDED_SETTINGS and not ADDED_SETTINGS[f"continual.{key}."](flat))}
 
 
 # Continual settings that change how replay learns rather than how big the experiment is: a sweep run with one of
