@@ -15,23 +15,21 @@ import copy
 import torch
 import torch.nn.functional as F
 
-import condense.continual_model  # noqa: F401  (first: quiets Avalanche's import)
+from condense.continual_model import ContinualClassifier  # first: quiets Avalanche's import
 from avalanche.core import SupervisedPlugin  # noqa: E402
-from condense.models import pool  # noqa: E402
 from condense.schema import FeatureAnchorConfig  # noqa: E402
-from torch import nn  # noqa: E402
 
 
 class FeatureAnchor(SupervisedPlugin):
     """Adds the less-forget term to every training loss after the first experience. The model's pooled features of
     the mini-batch are caught by a hook on its pooling that lives only through the strategy's own forward (so that
-    other plugins' forwards, evaluation and copies of the model never reach it); the anchor's are the frozen copy's
-    blocks', in eval mode, without gradient."""
+    other plugins' forwards, evaluation and copies of the model never reach it); the anchor's are the frozen copy's,
+    in eval mode, without gradient."""
 
     def __init__(self, settings: FeatureAnchorConfig):
         super().__init__()
         self.settings = settings
-        self.anchor: nn.Module | None = None  # the trained blocks as the previous experience left them
+        self.anchor: ContinualClassifier | None = None  # the model as the previous experience left it
         self.batch_features: torch.Tensor | None = None  # the strategy's own forward's pooled features
         self._hook = None
 
@@ -50,15 +48,13 @@ class FeatureAnchor(SupervisedPlugin):
     def before_backward(self, strategy, *args, **kwargs):
         if self.batch_features is None:
             return
-        batch = strategy.mbatch[0]
         with torch.no_grad():
-            hidden = self.anchor(inputs_embeds=batch["hidden_states"], attention_mask=batch["attention_mask"])
-            anchored = pool(hidden.last_hidden_state, batch["attention_mask"], strategy.model.pool.mode)
+            anchored = self.anchor.features(strategy.mbatch[0])
         distance = 1 - F.cosine_similarity(self.batch_features, anchored, dim=1).mean()
         strategy.loss = strategy.loss + self.settings.weight * distance
         self.batch_features = None  # its graph is freed by the backward pass: hold nothing across iterations
 
     def after_training_exp(self, strategy, *args, **kwargs):
-        self.anchor = copy.deepcopy(strategy.model.blocks).eval()
+        self.anchor = copy.deepcopy(strategy.model).eval()  # no hook to drag along: it is gone after each forward
         for parameter in self.anchor.parameters():
             parameter.requires_grad_(False)

@@ -121,6 +121,12 @@ ADDED_SETTINGS = {
 }
 
 
+def _unused_added_setting(key: str, flat: dict) -> bool:
+    """Whether ``key`` (flattened, or a group's prefix) is one of :data:`ADDED_SETTINGS` that the flattened config
+    ``flat`` leaves unused."""
+    return any(key.startswith(prefix) and not uses(flat) for prefix, uses in ADDED_SETTINGS.items())
+
+
 def _override_value(value) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_override_value(item) for item in value) + "]"
@@ -141,7 +147,7 @@ def regeneration(results: dict) -> tuple[list[str], list[str]]:
         regenerating = {**now, **{key: value for key, value in then.items() if key in now}}  # with the extras below
         for key, value in now.items():
             if key not in then:
-                if not any(key.startswith(prefix) and not uses(regenerating) for prefix, uses in ADDED_SETTINGS.items()):
+                if not _unused_added_setting(key, regenerating):
                     missing.append(key)
             elif then[key] != value:
                 extra.append(f"{key}={_override_value(then[key])}")
@@ -229,8 +235,7 @@ def _without_unused_added_settings(settings: dict) -> dict:
     """``continual`` settings less the added settings (:data:`ADDED_SETTINGS`) they leave unused: a file made before
     one existed lacks it and ran as one that does not use it, so the two compare equal."""
     flat = flatten(settings, "continual.")
-    return {key: value for key, value in settings.items()
-            if not (f"continual.{key}." in ADDED_SETTINGS and not ADDED_SETTINGS[f"continual.{key}."](flat))}
+    return {key: value for key, value in settings.items() if not _unused_added_setting(f"continual.{key}.", flat)}
 
 
 # Continual settings that change how replay learns rather than how big the experiment is: a sweep run with one of
