@@ -100,7 +100,8 @@ MEMORIES: dict[str, MemoryBuilder] = {
     "distilled": distilled_memory("embedding"),
     "distilled_text": distilled_memory("text"),
     "condensed": condensed_memory,
-    "learner_distilled": learner_distilled_memory,
+    "learner_distilled": learner_distilled_memory("random"),
+    "herding_distilled": learner_distilled_memory("herding"),
 }
 
 StrategyBuilder = Callable[[nn.Module, SequenceData, object, ContinualConfig, int], StrategyPlan]
@@ -196,6 +197,7 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "distilled_text_replay": _sequential("distilled_text"),
     "condensed_replay": _sequential("condensed"),
     "learner_distilled_replay": _sequential("learner_distilled"),
+    "herding_distilled_replay": _sequential("herding_distilled"),
     "joint": _joint,
     "merged_only": _merged_only,
     "merged_learned": _merged_learned,

@@ -3,8 +3,10 @@
 The per-task distilled sets of :mod:`condense.outer` are made for a fresh model at the pretrained weights. This
 memory is distilled when its task ends, by the same bilevel method, with the learner as it then is as the inner
 loop's start (as condensed-memory methods do: CCMCL, Wiewel & Yang 2021; SSD, Gu et al. 2024): its rows are
-hidden states below the trained blocks, starting from ``memory_per_class`` random real examples of each class,
-and every outer step draws a fresh linear head over the task's classes, trains it for ``inner_steps`` unrolled
+hidden states below the trained blocks, starting from ``memory_per_class`` real examples of each class (random
+ones for ``learner_distilled_replay``; for ``herding_distilled_replay`` the ones herding picks on the learner's
+features, the memory ``herding_replay`` keeps, so that distillation starts from the best real memory), and every
+outer step draws a fresh linear head over the task's classes, trains it for ``inner_steps`` unrolled
 SGD steps at learned learning rates on the memory's features under the learner's blocks (against learned soft
 labels), and back-propagates the cross-entropy of that head on the task's real training features (the same
 blocks) to the hidden states, the soft labels and the learning rates. The memory thus encodes what a classifier on
@@ -22,6 +24,7 @@ from torch import nn
 from condense.continual_data import Examples, SequenceData, avalanche_dataset, random_rows_per_class  # first: quiets Avalanche's import
 from avalanche.benchmarks.utils.utils import concat_datasets  # noqa: E402
 from condense.continual_model import ContinualClassifier, model_device  # noqa: E402
+from avalanche.training.storage_policy import HerdingSelectionStrategy  # noqa: E402
 from condense.inner import soft_cross_entropy, unrolled_train  # noqa: E402
 from condense.replay import PerExperienceBuffer  # noqa: E402
 from condense.schema import ContinualConfig, LearnerDistillConfig  # noqa: E402
@@ -35,18 +38,36 @@ def _features(model: ContinualClassifier, examples: Examples, batch_size: int = 
                       for i in range(0, len(examples), batch_size)])
 
 
+def herding_rows_per_class(features: torch.Tensor, labels: torch.Tensor, classes: int, per_class: int) -> torch.Tensor:
+    """Indices of the ``per_class`` rows of each class that ``herding_replay`` keeps (Avalanche's iCaRL herding on
+    the learner's pooled ``features``), class by class."""
+    # Called unbound: it reads nothing of the strategy, whose constructor would hook a feature extractor onto a model.
+    order = HerdingSelectionStrategy.make_sorted_indices_from_features
+    return torch.cat([members[order(None, features[members.to(features.device)])[:per_class]] for label in range(classes)
+                      if len(members := torch.nonzero(labels == label).flatten())])
+
+
+# How the real examples a memory starts from are picked: (features under the learner, labels, classes, per class)
+# -> row indices, class by class.
+STARTS = {
+    "random": lambda features, labels, classes, per_class: random_rows_per_class(labels, classes, per_class),
+    "herding": herding_rows_per_class,
+}
+
+
 def distil_for_learner(model: ContinualClassifier, real: Examples, columns: slice, per_class: int,
-                       settings: LearnerDistillConfig) -> tuple[Examples, list[float]]:
-    """``per_class`` rows of each class of ``real`` (its targets' ``columns`` are the task's classes), distilled
-    against ``model``'s blocks as they are; returns the memory (targets in ``real``'s layout) and the outer losses."""
+                       settings: LearnerDistillConfig, start_from: str = "random") -> tuple[Examples, list[float]]:
+    """``per_class`` rows of each class of ``real`` (its targets' ``columns`` are the task's classes), picked by
+    ``STARTS[start_from]`` and distilled against ``model``'s blocks as they are; returns the memory (targets in
+    ``real``'s layout) and the outer losses."""
     training = model.training
     model.eval()  # no dropout: every outer step sees one function of the hidden states
     device = model_device(model)
     labels = real.targets[:, columns].argmax(1)
     classes = real.targets[:, columns].shape[1]
-    picks = random_rows_per_class(labels, classes, per_class)  # the real examples to start from
-    start = real.subset(picks)
     real_features, real_labels = _features(model, real), labels.to(device)
+    picks = STARTS[start_from](real_features, labels, classes, per_class)
+    start = real.subset(picks)
     hidden = start.hidden_states.to(device).float().clone().requires_grad_(True)
     mask = start.attention_mask.to(device)
     # Soft labels start as the picks' classes, confident but not one-hot, so that they can learn either way.
@@ -80,9 +101,10 @@ class LearnerDistilledBuffer(PerExperienceBuffer):
     """After each experience, keeps that task's memory distilled against the learner as the experience left it
     (:func:`distil_for_learner`); the kept memories of past tasks never change."""
 
-    def __init__(self, data: SequenceData, per_class: int, max_size: int, settings: LearnerDistillConfig):
+    def __init__(self, data: SequenceData, per_class: int, max_size: int, settings: LearnerDistillConfig,
+                 start_from: str = "random"):
         super().__init__(max_size)
-        self.data, self.per_class, self.settings = data, per_class, settings
+        self.data, self.per_class, self.settings, self.start_from = data, per_class, settings, start_from
         self.kept: list = []
         self.outer_losses: list[list[float]] = []
 
@@ -90,11 +112,17 @@ class LearnerDistilledBuffer(PerExperienceBuffer):
         task = exp.current_experience
         layout = self.data.layout
         columns = slice(layout.offset(task), layout.offset(task) + layout.num_classes[task])
-        memory, losses = distil_for_learner(agent.model, self.data.train[task], columns, self.per_class, self.settings)
+        memory, losses = distil_for_learner(agent.model, self.data.train[task], columns, self.per_class, self.settings,
+                                            self.start_from)
         self.outer_losses.append(losses)
         self.kept.append(avalanche_dataset(memory, layout))
         self.buffer = concat_datasets(self.kept)
 
 
-def learner_distilled_memory(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> LearnerDistilledBuffer:
-    return LearnerDistilledBuffer(data, settings.memory_per_class, size, settings.learner_distill)
+def learner_distilled_memory(start_from: str):
+    """The builder of a memory distilled for the learner from real examples picked by ``STARTS[start_from]``."""
+
+    def build(model: nn.Module, data: SequenceData, settings: ContinualConfig, size: int) -> LearnerDistilledBuffer:
+        return LearnerDistilledBuffer(data, settings.memory_per_class, size, settings.learner_distill, start_from)
+
+    return build

@@ -18,11 +18,12 @@ INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay", "condensed_replay",
-              "learner_distilled_replay", "joint", "merged_only", "merged_learned", "merged_joint")
+              "learner_distilled_replay", "herding_distilled_replay", "joint", "merged_only", "merged_learned", "merged_joint")
 # Asked for by name, not run by default: condensed_replay adds a double backward per training iteration,
-# learner_distilled_replay a distillation per task and run, and merged_joint distils once more (the merged set,
-# against every task's data).
-DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "learner_distilled_replay", "merged_joint"))
+# learner_distilled_replay and herding_distilled_replay a distillation per task and run, and merged_joint distils
+# once more (the merged set, against every task's data).
+DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "learner_distilled_replay",
+                                                                "herding_distilled_replay", "merged_joint"))
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
 REFIT_STARTS = ("current", "fresh")
@@ -208,8 +209,9 @@ class CondensationConfig:
 
 @dataclass
 class LearnerDistillConfig:
-    """``learner_distilled_replay``: each task's memory distilled, when the task ends, against the learner's blocks
-    as they then are, for a fresh linear head trained by unrolled SGD (:mod:`condense.learner_memory`)."""
+    """``learner_distilled_replay`` and ``herding_distilled_replay``: each task's memory distilled, when the task
+    ends, against the learner's blocks as they then are, for a fresh linear head trained by unrolled SGD
+    (:mod:`condense.learner_memory`)."""
 
     outer_steps: int = at_least(200, 1)
     inner_steps: int = at_least(10, 1)

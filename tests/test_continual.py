@@ -159,8 +159,8 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
     assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay",
-                                 "condensed_replay", "learner_distilled_replay", "joint", "merged_only", "merged_learned",
-                                 "merged_joint")
+                                 "condensed_replay", "learner_distilled_replay", "herding_distilled_replay", "joint",
+                                 "merged_only", "merged_learned", "merged_joint")
     assert tuple(continual.SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
@@ -170,11 +170,12 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
                         "distilled_replay": "DistilledBuffer", "distilled_text_replay": "DistilledBuffer",
-                        "condensed_replay": "CondensedBuffer", "learner_distilled_replay": "LearnerDistilledBuffer", "joint": None, "merged_only": None, "merged_learned": None,
-                        "merged_joint": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 7 + ["JointTraining", "Naive", "Naive", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 7 + [1, 1, 1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 8 + [3, 2, 3]  # merged_learned/joint: an epoch per learned step
+                        "condensed_replay": "CondensedBuffer", "learner_distilled_replay": "LearnerDistilledBuffer",
+                        "herding_distilled_replay": "LearnerDistilledBuffer", "joint": None, "merged_only": None,
+                        "merged_learned": None, "merged_joint": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 8 + ["JointTraining", "Naive", "Naive", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 8 + [1, 1, 1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 9 + [3, 2, 3]  # merged_learned/joint: an epoch per learned step
     assert len(plans["merged_only"].train_on[0].dataset) == 4  # the merged sets' 2 + 2 examples
     assert len(plans["merged_joint"].train_on[0].dataset) == 6
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
@@ -188,7 +189,10 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
                 build(model, bare, bench, settings, 2)
         else:
             build(model, bare, bench, settings, 2)
-    assert set(MEMORIES) == {"random", "herding", "distilled", "distilled_text", "condensed", "learner_distilled"}
+    assert set(MEMORIES) == {"random", "herding", "distilled", "distilled_text", "condensed", "learner_distilled",
+                             "herding_distilled"}
+    assert [plans[name].memory.start_from for name in ("learner_distilled_replay", "herding_distilled_replay")] == [
+        "random", "herding"]
     assert isinstance(MEMORIES["random"](model, data, settings, 2), RealExamplesBuffer)
     assert isinstance(MEMORIES["distilled"](model, data, settings, 2), DistilledBuffer)
     sgd = OPTIMIZERS["sgd"](model.parameters(), 0.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from condense.continual import ContinualClassifier, LabelLayout, run_strategy
-from condense.learner_memory import LearnerDistilledBuffer, distil_for_learner
+from condense.learner_memory import LearnerDistilledBuffer, _features, distil_for_learner, herding_rows_per_class
 from condense.schema import LearnerDistillConfig
 from test_continual import _examples, _sequence_data, _settings  # tests/ is on sys.path (rootdir conftest)
 
@@ -28,6 +28,31 @@ def test_the_memory_is_distilled_against_the_learners_blocks_without_changing_th
     # The rows moved from the real examples they started as, and a head trained on them got better on real data.
     picked = [any(torch.equal(row, r) for r in real.hidden_states) for row in memory.hidden_states]
     assert not any(picked)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+
+
+def test_herding_picks_the_rows_whose_running_mean_stays_nearest_each_class_mean():
+    features = torch.tensor([[0.0, 0.0], [4.0, 0.0], [1.0, 0.0], [9.0, 9.0], [5.0, 5.0], [3.0, 3.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    # Class 0's mean is (5/3, 0): row 2 first, then the row that brings the pair's mean nearest it (row 1).
+    # Class 1's mean is (17/3, 17/3): row 4 first, then row 3 ((7, 7)) beats row 5 ((4, 4)).
+    assert herding_rows_per_class(features, labels, 2, 1).tolist() == [2, 4]
+    assert herding_rows_per_class(features, labels, 2, 2).tolist() == [2, 1, 4, 3]
+
+
+def test_a_herding_start_distils_from_the_rows_herding_replay_keeps(tiny_bert):
+    torch.manual_seed(0)
+    layout = LabelLayout("class", [2, 3])
+    model = ContinualClassifier(tiny_bert, 1, layout).eval()
+    real = _examples(30, 6, 1, layout, 3)
+    picks = herding_rows_per_class(_features(model, real), real.targets[:, 2:].argmax(1), 3, 2)
+    untouched, _ = distil_for_learner(model, real, slice(2, 5), 2, LearnerDistillConfig(outer_steps=1, lr_inputs=1e-9,
+                                                                                        lr_labels=1e-9), "herding")
+    torch.testing.assert_close(untouched.hidden_states, real.hidden_states[picks].float())
+    assert untouched.targets[:, 2:].argmax(1).tolist() == real.targets[picks, 2:].argmax(1).tolist() == [0, 0, 1, 1, 2, 2]
+    moved, losses = distil_for_learner(model, real, slice(2, 5), 2, LearnerDistillConfig(outer_steps=40, inner_steps=3,
+                                                                                         real_batch_size=30), "herding")
+    assert not torch.allclose(moved.hidden_states, real.hidden_states[picks].float())
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
 
 

@@ -132,6 +132,19 @@ def test_the_bars_hold_the_best_distilled_replay_to_real_replay_by_seed_and_merg
     assert by_bar["| class-incremental: merged_learned / joint on each task (≥ 85%)"].endswith("| a 87.5%, b 85.0% | yes |")
 
 
+def test_the_reading_pairs_a_distilled_memory_with_the_real_rows_it_started_from():
+    from condense.bench.continual_report import reading
+
+    random = [-0.30, -0.25, -0.35, -0.28, -0.32]
+    results = _sequence_results({"class": {"random_replay": random, "herding_replay": [r + 0.20 for r in random],
+                                           "herding_distilled_replay": [r + d for r, d in zip(random, [0.1, 0.1, 0.0, 0.1, 0.2])]}}, {})
+    for strategy in results["summary"]["class"].values():
+        strategy["memory_loss"] = {"mean": 0.1, "std": 0.0}
+    line = next(line for line in reading(results) if line.startswith("- class-incremental"))
+    assert "herding_distilled_replay keeps more a than random_replay (+10.0 ± 7.1 points of BWT)" in line
+    assert "herding_distilled_replay keeps less a than herding_replay, the rows it is distilled from (-10.0 ± 7.1 points of BWT)" in line
+
+
 def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tmp_path):
     from condense.bench.continual_report import memory_sweep_section, memory_sweeps
 
@@ -183,6 +196,16 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     later["config"]["continual"]["refit"] = {"steps": 0, "lr": 0.01, "start": "current"}
     later["config"]["continual"]["feature_anchor"] = {"weight": 0.0}
     assert sorted(memory_sweeps([one, two, later])[(("a", "b"), "")]) == [1, 2, 4]
+    # A strategy's own settings (learner_distill) at their defaults beside the plain strategies: the same sweep; away
+    # from them, a job of their own (here at a single memory, so no sweep at all).
+    import dataclasses
+
+    from condense.schema import LearnerDistillConfig
+    own = at(1, -0.2, ["random_replay", "herding_distilled_replay"], name="continual_full_hd_a_then_b")
+    own["config"]["continual"]["learner_distill"] = dataclasses.asdict(LearnerDistillConfig())
+    assert memory_sweeps([one, two, own])[(("a", "b"), "")][1]["files"] == ["continual_full_a_then_b", "continual_full_hd_a_then_b"]
+    own["config"]["continual"]["learner_distill"]["outer_steps"] = 1
+    assert memory_sweeps([one, two, own])[(("a", "b"), "")][1] is one
 
 
 def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_its_config_back():

@@ -30,7 +30,8 @@ def paired_difference(runs: list[dict], scenario: str, better: str, worse: str, 
 
 # The memories made of distilled data (the per-task sets in two forms, and the memory condensed against the learner),
 # of which the best is held to the bars; and the fresh models trained on the merged super-dataset only.
-DISTILLED_REPLAYS = ("distilled_replay", "distilled_text_replay", "condensed_replay", "learner_distilled_replay")
+DISTILLED_REPLAYS = ("distilled_replay", "distilled_text_replay", "condensed_replay", "learner_distilled_replay",
+                     "herding_distilled_replay")
 MERGED = ("merged_only", "merged_learned", "merged_joint")
 # Merged-only / joint, on every task: the bar per scenario.
 MERGED_BARS = {"task": 0.90, "class": 0.85}
@@ -90,6 +91,11 @@ def reading(results: dict) -> list[str]:
             d = paired_difference(results["runs"], scenario, form, "random_replay")
             verb = "keeps more" if d["mean"] > 0 else "keeps less"
             verdicts.append(f"{form} {verb} {first} than random_replay ({100 * d['mean']:+.1f} ± {100 * d['std']:.1f} points of BWT)")
+        if {"herding_distilled_replay", "herding_replay"} <= set(by_strategy):  # what distilling adds to its start
+            d = paired_difference(results["runs"], scenario, "herding_distilled_replay", "herding_replay")
+            verb = "keeps more" if d["mean"] > 0 else "keeps less"
+            verdicts.append(f"herding_distilled_replay {verb} {first} than herding_replay, the rows it is distilled from "
+                            f"({100 * d['mean']:+.1f} ± {100 * d['std']:.1f} points of BWT)")
         losses = {s: by_strategy[s]["memory_loss"] for s in by_strategy if by_strategy[s].get("memory_loss")}
         fits = ", ".join(f"{s} {v['mean']:.3f} ± {v['std']:.3f}" for s, v in losses.items())
         lines.append(f"- {scenario}-incremental: {'; '.join(verdicts)}. Cross-entropy of each memory under the model "
@@ -97,10 +103,10 @@ def reading(results: dict) -> list[str]:
     if not lines:
         return []
     return [
-        "Reading the tables. A distilled set is optimised to be learned from in a few steps, and after its task the",
-        "model fits it with a lower loss than it fits real examples (the memory losses below), so replaying it",
-        "gives little gradient until the drift has already misclassified it; that is a likely reason why it is a",
-        "weaker replay memory than its value as training data suggests, not a proven one. Continuous (embedding-form)",
+        "Reading the tables. A distilled set is optimised to be learned from in a few steps; where the model fits it",
+        "after its task with a lower loss than it fits real examples (the memory losses below), replaying it gives",
+        "little gradient until the drift has already misclassified it; that is a likely reason why it is a weaker",
+        "replay memory than its value as training data suggests, not a proven one. Continuous (embedding-form)",
         "sets are the weakest memories in the class-incremental scenario; a likely reason, not measured separately,",
         "is that their off-manifold inputs are easy to tell from real text, so keeping them in the old classes does",
         "not keep real examples there. Text-form sets are real tokens.",
@@ -116,7 +122,8 @@ REPRODUCED_GROUPS = ("model", "distill", "continual")
 # file made before one ran without it, so it lacks nothing it needs when its regenerating command does not use it.
 ADDED_SETTINGS = {
     "continual.refit.": lambda flat: flat.get("continual.refit.steps", 0) != 0,
-    "continual.learner_distill.": lambda flat: "learner_distilled_replay" in flat.get("continual.strategies", []),
+    "continual.learner_distill.": lambda flat: bool({"learner_distilled_replay", "herding_distilled_replay"}
+                                                    & set(flat.get("continual.strategies", []))),
     "continual.feature_anchor.": lambda flat: flat.get("continual.feature_anchor.weight", 0) != 0,
 }
 
@@ -218,7 +225,7 @@ def memory_sweeps(all_results: list[dict]) -> dict[tuple[str, ...], dict[int, di
     from the first file, in ``all_results``' order, that has it."""
     groups: dict[tuple, dict[int, dict]] = {}
     for results in all_results:
-        settings = _without_unused_added_settings(results["config"]["continual"])
+        settings = _without_strategy_settings_at_default(_without_unused_added_settings(results["config"]["continual"]))
         memory = settings.pop("memory_per_class", None)
         if memory is None:  # written before memory_per_class
             continue
@@ -248,6 +255,16 @@ def method_overrides(settings: dict) -> str:
     defaults = flatten(dataclasses.asdict(ContinualConfig()), "continual.")
     return " ".join(f"{key}={_override_value(value)}" for key, value in flatten(settings, "continual.").items()
                     if key.startswith(METHOD_SETTINGS) and key in defaults and value != defaults[key])
+
+
+# Settings that only their own strategies read: a job that ran one of them at its defaults beside the plain
+# strategies belongs to the same sweep as a job that did not run it.
+STRATEGY_SETTINGS = ("condensation", "learner_distill")
+
+
+def _without_strategy_settings_at_default(settings: dict) -> dict:
+    defaults = dataclasses.asdict(ContinualConfig())
+    return {key: value for key, value in settings.items() if not (key in STRATEGY_SETTINGS and value == defaults[key])}
 
 
 def _combined(first: dict, later: dict) -> dict:
