@@ -78,6 +78,16 @@ def bar_rows(results: dict) -> list[str]:
     return rows
 
 
+# A distilled memory started from a real one: paired with it, it shows what distilling adds to its start.
+STARTED_FROM = {"herding_distilled_replay": "herding_replay"}
+
+
+def _verdict(runs: list[dict], scenario: str, form: str, against: str, first: str, named: str | None = None) -> str:
+    d = paired_difference(runs, scenario, form, against)
+    verb = "keeps more" if d["mean"] > 0 else "keeps less"
+    return f"{form} {verb} {first} than {named or against} ({100 * d['mean']:+.1f} ± {100 * d['std']:.1f} points of BWT)"
+
+
 def reading(results: dict) -> list[str]:
     """What the tables say about distilled replay; every number and every comparison is read from the results."""
     first = results["sequence"][0]
@@ -86,16 +96,9 @@ def reading(results: dict) -> list[str]:
         forms = [s for s in DISTILLED_REPLAYS if s in by_strategy]
         if "random_replay" not in by_strategy or not forms:
             continue
-        verdicts = []
-        for form in forms:
-            d = paired_difference(results["runs"], scenario, form, "random_replay")
-            verb = "keeps more" if d["mean"] > 0 else "keeps less"
-            verdicts.append(f"{form} {verb} {first} than random_replay ({100 * d['mean']:+.1f} ± {100 * d['std']:.1f} points of BWT)")
-        if {"herding_distilled_replay", "herding_replay"} <= set(by_strategy):  # what distilling adds to its start
-            d = paired_difference(results["runs"], scenario, "herding_distilled_replay", "herding_replay")
-            verb = "keeps more" if d["mean"] > 0 else "keeps less"
-            verdicts.append(f"herding_distilled_replay {verb} {first} than herding_replay, the rows it is distilled from "
-                            f"({100 * d['mean']:+.1f} ± {100 * d['std']:.1f} points of BWT)")
+        verdicts = [_verdict(results["runs"], scenario, form, "random_replay", first) for form in forms]
+        verdicts += [_verdict(results["runs"], scenario, form, start, first, f"{start}, the rows it is distilled from")
+                     for form, start in STARTED_FROM.items() if {form, start} <= set(by_strategy)]
         losses = {s: by_strategy[s]["memory_loss"] for s in by_strategy if by_strategy[s].get("memory_loss")}
         fits = ", ".join(f"{s} {v['mean']:.3f} ± {v['std']:.3f}" for s, v in losses.items())
         lines.append(f"- {scenario}-incremental: {'; '.join(verdicts)}. Cross-entropy of each memory under the model "
@@ -118,11 +121,15 @@ def reading(results: dict) -> list[str]:
 
 # The groups whose values decide a continual job's numbers, as its results file stores them.
 REPRODUCED_GROUPS = ("model", "distill", "continual")
+# Settings groups that only their own strategies read, and those strategies: a job that ran one of them at its
+# defaults beside the plain strategies belongs to the same sweep as a job that did not run it.
+STRATEGY_SETTINGS = {"condensation": ("condensed_replay",),
+                     "learner_distill": ("learner_distilled_replay", "herding_distilled_replay")}
 # Settings added to the schema after results files were written, each with whether a (flattened) config uses it. A
 # file made before one ran without it, so it lacks nothing it needs when its regenerating command does not use it.
 ADDED_SETTINGS = {
     "continual.refit.": lambda flat: flat.get("continual.refit.steps", 0) != 0,
-    "continual.learner_distill.": lambda flat: bool({"learner_distilled_replay", "herding_distilled_replay"}
+    "continual.learner_distill.": lambda flat: bool(set(STRATEGY_SETTINGS["learner_distill"])
                                                     & set(flat.get("continual.strategies", []))),
     "continual.feature_anchor.": lambda flat: flat.get("continual.feature_anchor.weight", 0) != 0,
 }
@@ -255,11 +262,6 @@ def method_overrides(settings: dict) -> str:
     defaults = flatten(dataclasses.asdict(ContinualConfig()), "continual.")
     return " ".join(f"{key}={_override_value(value)}" for key, value in flatten(settings, "continual.").items()
                     if key.startswith(METHOD_SETTINGS) and key in defaults and value != defaults[key])
-
-
-# Settings that only their own strategies read: a job that ran one of them at its defaults beside the plain
-# strategies belongs to the same sweep as a job that did not run it.
-STRATEGY_SETTINGS = ("condensation", "learner_distill")
 
 
 def _without_strategy_settings_at_default(settings: dict) -> dict:
