@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from condense.continual_data import ExampleRows, Examples, LabelLayout, collate
 from condense.models import Encoder, pool, top_blocks
@@ -46,11 +47,13 @@ class ContinualClassifier(nn.Module):
     def forward(self, batch) -> torch.Tensor:
         return self.classify(self.features(batch), batch["task_ids"])
 
-    def features(self, batch) -> torch.Tensor:
-        """The pooled output of the trained blocks: what the heads see."""
+    def features(self, batch, block_params: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """The pooled output of the trained blocks: what the heads see; with ``block_params``, that of the blocks
+        with those tensors in place of their parameters of the same names."""
         mask = batch["attention_mask"]
-        hidden = self.blocks(inputs_embeds=batch["hidden_states"], attention_mask=mask).last_hidden_state
-        return self.pool(hidden, mask)
+        inputs = {"inputs_embeds": batch["hidden_states"], "attention_mask": mask}
+        out = self.blocks(**inputs) if block_params is None else functional_call(self.blocks, block_params, kwargs=inputs)
+        return self.pool(out.last_hidden_state, mask)
 
     def classify(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """The heads' logits in the layout's width (a task's own head for each row when heads are per task)."""

@@ -11,11 +11,17 @@ SGD steps at learned learning rates on the memory's features under the learner's
 labels), and back-propagates the cross-entropy of that head on the task's real training features (the same
 blocks) to the hidden states, the soft labels and the learning rates. The memory thus encodes what a classifier on
 this learner's features needs from the task, which is what a re-fit of the heads (``continual.refit``) does with it.
+
+``learner_distill.objective=mean_matching`` distils instead what herding approximates with real rows: the rows move
+until each class's mean feature under the learner is the real rows' mean (distribution matching, Zhao & Bilen
+2023), and they keep their classes as hard labels. With ``learner_distill.weight_noise`` each step matches the means
+under randomly perturbed blocks, for a memory whose means hold while the blocks drift on the next tasks.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -55,32 +61,54 @@ STARTS = {
 }
 
 
+@dataclass
+class Memory:
+    hidden: torch.Tensor  # the rows' hidden states below the trained blocks, the tensor being learned
+    mask: torch.Tensor
+    labels: torch.Tensor  # the class each row started as
+
+
 def distil_for_learner(model: ContinualClassifier, real: Examples, columns: slice, per_class: int,
                        settings: LearnerDistillConfig, start_from: str = "random") -> tuple[Examples, list[float]]:
     """``per_class`` rows of each class of ``real`` (its targets' ``columns`` are the task's classes), picked by
-    ``STARTS[start_from]`` and distilled against ``model``'s blocks as they are; returns the memory (targets in
-    ``real``'s layout) and the outer losses."""
+    ``STARTS[start_from]`` and distilled against ``model``'s blocks as they are by ``settings.objective``; returns
+    the memory (targets in ``real``'s layout) and the outer losses."""
     training = model.training
     model.eval()  # no dropout: every outer step sees one function of the hidden states
     device = model_device(model)
     labels = real.targets[:, columns].argmax(1)
     classes = real.targets[:, columns].shape[1]
-    real_features, real_labels = _features(model, real), labels.to(device)
+    real_features = _features(model, real)
     picks = STARTS[start_from](real_features, labels, classes, per_class)
     start = real.subset(picks)
-    hidden = start.hidden_states.to(device).float().clone().requires_grad_(True)
-    mask = start.attention_mask.to(device)
+    memory = Memory(start.hidden_states.to(device).float().clone().requires_grad_(True), start.attention_mask.to(device),
+                    labels[picks].to(device))
+    if settings.objective == "mean_matching":
+        probabilities, losses = _match_class_means(model, memory, real, real_features, labels.to(device), classes, settings)
+    else:
+        probabilities, losses = _bilevel(model, memory, real_features, labels.to(device), classes, settings)
+    model.train(training)
+    soft = real.targets.new_zeros(len(picks), real.targets.shape[1])
+    soft[:, columns] = probabilities.cpu()
+    return Examples(memory.hidden.detach().cpu(), start.attention_mask.clone(), soft, start.task_ids.clone()), losses
+
+
+def _bilevel(model: ContinualClassifier, memory: Memory, real_features: torch.Tensor, real_labels: torch.Tensor,
+             classes: int, settings: LearnerDistillConfig) -> tuple[torch.Tensor, list[float]]:
+    """Learns the rows, soft labels and inner rates so that a fresh head trained on the rows classifies the real
+    features; returns the soft labels and the outer losses."""
+    device = memory.hidden.device
     # Soft labels start as the picks' classes, confident but not one-hot, so that they can learn either way.
-    label_logits = (F.one_hot(labels[picks], classes).float() * math.log(10 * classes)).to(device).requires_grad_(True)
+    label_logits = (F.one_hot(memory.labels, classes).float() * math.log(10 * classes)).requires_grad_(True)
     log_lrs = torch.full((settings.inner_steps,), math.log(settings.inner_lr), device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([{"params": [hidden], "lr": settings.lr_inputs},
+    optimizer = torch.optim.Adam([{"params": [memory.hidden], "lr": settings.lr_inputs},
                                   {"params": [label_logits, log_lrs], "lr": settings.lr_labels}])
-    width = real_features.shape[1]
     losses = []
     for _ in range(settings.outer_steps):
-        head = nn.Linear(width, classes).to(device)  # a fresh head each step, drawn from torch's seeded generator
+        # A fresh head each step, drawn from torch's seeded generator.
+        head = nn.Linear(real_features.shape[1], classes).to(device)
         params = {"weight": head.weight.detach().requires_grad_(True), "bias": head.bias.detach().requires_grad_(True)}
-        features = model.features({"hidden_states": hidden, "attention_mask": mask})
+        features = model.features({"hidden_states": memory.hidden, "attention_mask": memory.mask})
         targets = label_logits.softmax(1)
         trained = unrolled_train(params, lambda p: soft_cross_entropy(F.linear(features, p["weight"], p["bias"]), targets),
                                  log_lrs.exp())
@@ -88,13 +116,48 @@ def distil_for_learner(model: ContinualClassifier, real: Examples, columns: slic
         loss = F.cross_entropy(F.linear(real_features[batch], trained["weight"], trained["bias"]), real_labels[batch])
         optimizer.zero_grad()
         # Only the memory's tensors: the learner's own weights are not this loop's to change.
-        hidden.grad, label_logits.grad, log_lrs.grad = torch.autograd.grad(loss, [hidden, label_logits, log_lrs])
+        tensors = [memory.hidden, label_logits, log_lrs]
+        memory.hidden.grad, label_logits.grad, log_lrs.grad = torch.autograd.grad(loss, tensors)
         optimizer.step()
         losses.append(float(loss.detach()))
-    model.train(training)
-    soft = real.targets.new_zeros(len(picks), real.targets.shape[1])
-    soft[:, columns] = label_logits.detach().softmax(1).cpu()
-    return Examples(hidden.detach().cpu(), start.attention_mask.clone(), soft, start.task_ids.clone()), losses
+    return label_logits.detach().softmax(1), losses
+
+
+def _match_class_means(model: ContinualClassifier, memory: Memory, real: Examples, real_features: torch.Tensor,
+                       real_labels: torch.Tensor, classes: int,
+                       settings: LearnerDistillConfig) -> tuple[torch.Tensor, list[float]]:
+    """Distribution matching (Zhao & Bilen 2023) on the learner's features, the mean herding approximates with real
+    rows: learns the rows so that each class's mean feature is the real rows' mean, as the sum over classes of the
+    squared distance. With ``weight_noise`` every step perturbs the blocks' parameters, and the real means are
+    those of a batch under the same perturbation. Returns one-hot labels (the rows keep their classes) and the
+    losses."""
+    device = memory.hidden.device
+    members = F.one_hot(memory.labels, classes).float().T  # (classes, rows)
+    members = members / members.sum(1, keepdim=True)
+    real_members = F.one_hot(real_labels, classes).float().T
+    optimizer = torch.optim.Adam([memory.hidden], lr=settings.lr_inputs)
+    params = {name: p.detach() for name, p in model.blocks.named_parameters()}
+    perturbed, present = None, torch.ones(classes, dtype=torch.bool, device=device)
+    real_means = real_members @ real_features / real_members.sum(1, keepdim=True)
+    losses = []
+    for _ in range(settings.outer_steps):
+        if settings.weight_noise:
+            perturbed = {name: p + settings.weight_noise * p.pow(2).mean().sqrt() * torch.randn_like(p)
+                         for name, p in params.items()}
+            batch = torch.randint(len(real), (min(settings.real_batch_size, len(real)),))
+            with torch.no_grad():
+                batch_features = model.features({"hidden_states": real.hidden_states[batch].to(device).float(),
+                                                 "attention_mask": real.attention_mask[batch].to(device)}, perturbed)
+            batch_members = real_members[:, batch.to(device)]
+            present = batch_members.sum(1) > 0  # a class the batch missed has no mean to match this step
+            real_means = batch_members[present] @ batch_features / batch_members[present].sum(1, keepdim=True)
+        features = model.features({"hidden_states": memory.hidden, "attention_mask": memory.mask}, perturbed)
+        loss = (members[present] @ features - real_means).pow(2).sum()
+        optimizer.zero_grad()
+        memory.hidden.grad, = torch.autograd.grad(loss, [memory.hidden])
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return F.one_hot(memory.labels, classes).float(), losses
 
 
 class LearnerDistilledBuffer(PerExperienceBuffer):

@@ -28,6 +28,7 @@ CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
 REFIT_STARTS = ("current", "fresh")
 REFIT_TARGETS = ("memory", "hard")
+LEARNER_OBJECTIVES = ("bilevel", "mean_matching")
 EXPERIMENTS = ("scaling", "ablations", "compute", "transfer", "prompting", "qualitative", "seed_table")
 PRECISIONS = ("fp32", "bf16")
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -210,9 +211,13 @@ class CondensationConfig:
 @dataclass
 class LearnerDistillConfig:
     """``learner_distilled_replay`` and ``herding_distilled_replay``: each task's memory distilled, when the task
-    ends, against the learner's blocks as they then are, for a fresh linear head trained by unrolled SGD
-    (:mod:`condense.learner_memory`)."""
+    ends, against the learner's blocks as they then are (:mod:`condense.learner_memory`): for a fresh linear head
+    trained by unrolled SGD (bilevel), or so that each class's mean feature is the real rows' (mean_matching)."""
 
+    objective: str = choice("bilevel", LEARNER_OBJECTIVES)
+    # mean_matching: each outer step matches the means under the blocks' parameters plus Gaussian noise of this
+    # many times each tensor's RMS, so the memory keeps its class means for nearby weights (the drift to come).
+    weight_noise: float = at_least(0.0, 0.0)
     outer_steps: int = at_least(200, 1)
     inner_steps: int = at_least(10, 1)
     inner_lr: float = positive(0.1)  # initial value of the learned inner learning rates

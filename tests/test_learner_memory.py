@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 import torch
 
 from condense.continual import ContinualClassifier, LabelLayout, run_strategy
@@ -72,3 +75,45 @@ def test_a_run_keeps_one_distilled_memory_per_past_task(tiny_bert, monkeypatch):
     assert outer_losses == [[3], [3, 3]]  # each task's distillation, its 3 outer steps
     again = run_strategy("learner_distilled_replay", tiny_bert, _sequence_data(), settings, seed=0)
     assert first["accuracy_matrix"] == again["accuracy_matrix"]  # the seed fixes the memory's starts and heads
+
+
+def test_features_under_given_block_parameters_are_those_of_blocks_holding_them(tiny_bert):
+    torch.manual_seed(0)
+    model = ContinualClassifier(tiny_bert, 1, LabelLayout("class", [2, 3])).eval()
+    batch = {"hidden_states": torch.randn(4, 6, 16), "attention_mask": torch.ones(4, 6, dtype=torch.long)}
+    own = {name: p.detach() for name, p in model.blocks.named_parameters()}
+    torch.testing.assert_close(model.features(batch, own), model.features(batch))
+    doubled = {name: 2 * p for name, p in own.items()}
+    moved = model.features(batch, doubled)
+    with torch.no_grad():
+        for name, p in model.blocks.named_parameters():
+            p.copy_(doubled[name])
+    torch.testing.assert_close(moved, model.features(batch))
+
+
+def _class_mean_distance(model, memory, real, columns):
+    features, real_features = _features(model, memory), _features(model, real)
+    labels, real_labels = memory.targets[:, columns].argmax(1), real.targets[:, columns].argmax(1)
+    return sum(float((features[labels == c].mean(0) - real_features[real_labels == c].mean(0)).pow(2).sum())
+               for c in range(3))
+
+
+def test_mean_matching_moves_herdings_rows_onto_the_class_means_with_hard_labels(tiny_bert):
+    torch.manual_seed(0)
+    layout = LabelLayout("class", [2, 3])
+    model = ContinualClassifier(tiny_bert, 1, layout).eval()
+    real = _examples(30, 6, 1, layout, 3)
+    picks = herding_rows_per_class(_features(model, real), real.targets[:, 2:].argmax(1), 3, 1)
+    herding = real.subset(picks)
+    settings = LearnerDistillConfig(objective="mean_matching", outer_steps=150, lr_inputs=0.05)
+    memory, losses = distil_for_learner(model, real, slice(2, 5), 1, settings, "herding")
+    # Its first loss is herding's own distance to the class means, and the rows end far nearer them than herding's.
+    assert losses[0] == pytest.approx(_class_mean_distance(model, herding, real, slice(2, 5)), rel=1e-4)
+    assert _class_mean_distance(model, memory, real, slice(2, 5)) < 0.1 * losses[0]
+    assert torch.equal(memory.targets, real.targets[picks])  # one-hot, the rows' own classes
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    noisy, noisy_losses = distil_for_learner(model, real, slice(2, 5), 1, dataclasses.replace(
+        settings, weight_noise=0.05, real_batch_size=12), "herding")
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # the noise is never written back
+    assert sum(noisy_losses[-10:]) < sum(noisy_losses[:10])
+    assert not torch.allclose(noisy.hidden_states, memory.hidden_states)

@@ -233,6 +233,15 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
     # continual=full lists learner_distilled_replay, but the file's own strategies (an extra override) do not.
     assert not any(key.startswith("continual.learner_distill") for key in missing)
     assert any(e.startswith("continual.strategies=") for e in extra)
+    # A learner-distilled file made before learner_distill.objective and weight_noise ran at what are their defaults.
+    overrides = ["task_sequence=sst2_then_agnews", "continual.strategies=[herding_distilled_replay]"]
+    distilled = dataclasses.asdict(compose("run", overrides))
+    distilled["continual"]["learner_distill"] = {k: v for k, v in distilled["continual"]["learner_distill"].items()
+                                                 if k not in ("objective", "weight_noise")}
+    results = {"config": {**{g: distilled[g] for g in REPRODUCED_GROUPS}, "overrides": overrides}}
+    assert regeneration(results) == ([], [])
+    results["config"]["overrides"] = [*overrides, "continual.learner_distill.objective=mean_matching"]
+    assert regeneration(results) == ([], ["continual.learner_distill.objective"])
 
     # Every committed file: its stated command, with those overrides, composes to exactly the config it was made
     # with, or its section says that an earlier condense made it.

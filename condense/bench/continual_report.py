@@ -132,6 +132,9 @@ ADDED_SETTINGS = {
     "continual.learner_distill.": lambda flat: bool(set(STRATEGY_SETTINGS["learner_distill"])
                                                     & set(flat.get("continual.strategies", []))),
     "continual.feature_anchor.": lambda flat: flat.get("continual.feature_anchor.weight", 0) != 0,
+    # Before these two, every learner-distilled memory was bilevel and noiseless: their defaults.
+    "continual.learner_distill.objective": lambda flat: flat.get("continual.learner_distill.objective") != "bilevel",
+    "continual.learner_distill.weight_noise": lambda flat: flat.get("continual.learner_distill.weight_noise") != 0,
 }
 
 
