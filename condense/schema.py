@@ -24,6 +24,9 @@ STRATEGIES = ("naive", "random_replay", "herding_replay", "distilled_replay", "d
 # once more (the merged set, against every task's data).
 DEFAULT_STRATEGIES = tuple(s for s in STRATEGIES if s not in ("condensed_replay", "learner_distilled_replay",
                                                                 "herding_distilled_replay", "merged_joint"))
+# Settings groups of ``continual`` that only their own strategies read, and those strategies.
+STRATEGY_SETTINGS = {"condensation": ("condensed_replay",),
+                     "learner_distill": ("learner_distilled_replay", "herding_distilled_replay")}
 CONTINUAL_OPTIMIZERS = ("adam", "sgd")
 MEMORY_TARGETS = ("labels", "logits")
 REFIT_STARTS = ("current", "fresh")

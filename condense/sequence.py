@@ -36,7 +36,7 @@ from condense.models import Encoder, hidden_states_below
 from condense.pipeline import cached_distillation_dir, distilled_set, fixed_subsample, job_encoder, load_task_config
 from condense.plots import accuracy_matrices, forgetting_curves
 from condense.report import machine, one_line, results_table, summarize_runs
-from condense.schema import DistillJob, RunJob, TaskConfig
+from condense.schema import STRATEGY_SETTINGS, DistillJob, RunJob, TaskConfig
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,9 @@ def run_sequence(job: RunJob) -> dict:
     sets = distilled_sets(job, encoder, tasks, task_cfgs) if needs_sets else {}
     joint = jointly_distilled(job, encoder, tasks, task_cfgs, sets["embedding"]) if "merged_joint" in strategies else None
 
-    settings_key = _run_settings(to_jsonable({"continual": continual, "model": job.model, "distill": job.distill,
-                                              "tasks": task_cfgs}))
+    settings = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
     if job.precision != "fp32":  # bf16 trains other runs; fp32 keys stay those of runs made before precisions
-        settings_key["precision"] = job.precision
+        settings["precision"] = job.precision
     reused = 0
     runs: list[dict] = []
     total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
@@ -169,7 +168,8 @@ def run_sequence(job: RunJob) -> dict:
             for strategy in strategies:
                 for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
-                    result, finished = _run_or_reuse(out / "runs" / f"{scenario}-{strategy}-seed{seed}.json", settings_key,
+                    path = out / "runs" / f"{scenario}-{strategy}-seed{seed}.json"
+                    result, finished = _run_or_reuse(path, settings, strategy,
                                                      lambda: run_strategy(strategy, encoder, data, continual, seed))
                     runs.append(result)
                     reused += finished
@@ -205,21 +205,27 @@ def run_sequence(job: RunJob) -> dict:
 JOB_LISTS = ("strategies", "scenarios", "seeds")
 
 
-def _run_settings(settings_key: dict) -> dict:
-    return {**settings_key, "continual": {k: v for k, v in settings_key["continual"].items() if k not in JOB_LISTS}}
+def _run_settings(settings: dict, strategy: str) -> dict:
+    """What ``strategy``'s runs depend on of a job's settings: not its lists, nor the settings other strategies
+    own (so a run of random replay is reused across jobs that distil memories differently)."""
+    continual = {key: value for key, value in settings["continual"].items()
+                 if key not in JOB_LISTS and strategy in STRATEGY_SETTINGS.get(key, (strategy,))}
+    return {**settings, "continual": continual}
 
 
-def _run_or_reuse(path: Path, settings_key: dict, compute) -> tuple[dict, bool]:
+def _run_or_reuse(path: Path, settings: dict, strategy: str, compute) -> tuple[dict, bool]:
     """A finished run of the same settings is read back, so an interrupted job resumes where it stopped; returns the
     run and whether it was read back. A fresh run is returned as it reads back (non-finite floats as None, tuples as
     lists), so the summaries of a resumed job are those of an uninterrupted one."""
+    key = _run_settings(settings, strategy)
+
     def load(saved_path: Path) -> dict | None:
         saved = read_json(saved_path)
-        # Runs saved before the job lists left the key still carry them.
-        return saved["result"] if _run_settings(saved["settings"]) == settings_key else None
+        # Runs saved before the job lists and other strategies' settings left the key still carry them.
+        return saved["result"] if _run_settings(saved["settings"], strategy) == key else None
 
     def save(saved_path: Path, result: dict) -> None:
-        atomic_write_json(saved_path, {"settings": settings_key, "result": result}, indent=None)
+        atomic_write_json(saved_path, {"settings": key, "result": result}, indent=None)
 
     result, computed = cached_json(path, compute, load, save)
     log.debug("%s %s", "ran" if computed else "reusing finished run", path.name)

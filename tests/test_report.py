@@ -204,6 +204,9 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     own = at(1, -0.2, ["random_replay", "herding_distilled_replay"], name="continual_full_hd_a_then_b")
     own["config"]["continual"]["learner_distill"] = dataclasses.asdict(LearnerDistillConfig())
     assert memory_sweeps([one, two, own])[(("a", "b"), "")][1]["files"] == ["continual_full_a_then_b", "continual_full_hd_a_then_b"]
+    # Made before learner_distill.objective existed: at what is now its default, so still the same sweep.
+    del own["config"]["continual"]["learner_distill"]["objective"]
+    assert memory_sweeps([one, two, own])[(("a", "b"), "")][1]["files"] == ["continual_full_a_then_b", "continual_full_hd_a_then_b"]
     own["config"]["continual"]["learner_distill"]["outer_steps"] = 1
     assert memory_sweeps([one, two, own])[(("a", "b"), "")][1] is one
 

@@ -182,6 +182,21 @@ def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_sh
     run_sequence(compose("run", [*subset, "continual.lr=0.001"]))
     assert "reusing 0 finished runs of 3, ran 3" in caplog.text
 
+    caplog.clear()  # settings that only other strategies read: every run is reused
+    run_sequence(compose("run", [*subset, "continual.lr=0.001", "continual.learner_distill.objective=mean_matching",
+                                 "continual.condensation.steps=2"]))
+    assert "reusing 3 finished runs of 3, ran 0" in caplog.text
+
+
+def test_a_runs_key_keeps_the_strategy_owned_settings_of_its_own_strategy_only():
+    from condense.sequence import _run_settings
+
+    settings = {"continual": {"seeds": [0], "lr": 0.1, "learner_distill": {"outer_steps": 9},
+                              "condensation": {"steps": 2}}, "model": {"name": "m"}}
+    assert _run_settings(settings, "random_replay") == {"continual": {"lr": 0.1}, "model": {"name": "m"}}
+    assert _run_settings(settings, "herding_distilled_replay")["continual"] == {"lr": 0.1, "learner_distill": {"outer_steps": 9}}
+    assert _run_settings(settings, "condensed_replay")["continual"] == {"lr": 0.1, "condensation": {"steps": 2}}
+
 
 def test_a_killed_bench_experiment_resumes_after_its_finished_cells_and_ends_as_an_uninterrupted_one(
     tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch

@@ -13,7 +13,7 @@ from condense.collect import flatten
 from condense.config import compose
 from condense.plots import accuracy_matrices, forgetting_curves, memory_sweep
 from condense.report import points, results_table, summarize_values, table_head
-from condense.schema import ContinualConfig
+from condense.schema import STRATEGY_SETTINGS, ContinualConfig
 
 
 def task_bwt(runs: list[dict], scenario: str, strategy: str, task: int = 0) -> dict[int, float]:
@@ -121,10 +121,6 @@ def reading(results: dict) -> list[str]:
 
 # The groups whose values decide a continual job's numbers, as its results file stores them.
 REPRODUCED_GROUPS = ("model", "distill", "continual")
-# Settings groups that only their own strategies read, and those strategies: a job that ran one of them at its
-# defaults beside the plain strategies belongs to the same sweep as a job that did not run it.
-STRATEGY_SETTINGS = {"condensation": ("condensed_replay",),
-                     "learner_distill": ("learner_distilled_replay", "herding_distilled_replay")}
 # Settings added to the schema after results files were written, each with whether a (flattened) config uses it. A
 # file made before one ran without it, so it lacks nothing it needs when its regenerating command does not use it.
 ADDED_SETTINGS = {
@@ -269,7 +265,9 @@ def method_overrides(settings: dict) -> str:
 
 def _without_strategy_settings_at_default(settings: dict) -> dict:
     defaults = dataclasses.asdict(ContinualConfig())
-    return {key: value for key, value in settings.items() if not (key in STRATEGY_SETTINGS and value == defaults[key])}
+    # A file made before a setting of the group existed ran at what is now its default.
+    return {key: value for key, value in settings.items()
+            if not (key in STRATEGY_SETTINGS and {**defaults[key], **value} == defaults[key])}
 
 
 def _combined(first: dict, later: dict) -> dict:
