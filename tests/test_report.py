@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
 import subprocess
 import sys
@@ -209,6 +210,12 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     assert memory_sweeps([one, two, own])[(("a", "b"), "")][1]["files"] == ["continual_full_a_then_b", "continual_full_hd_a_then_b"]
     own["config"]["continual"]["learner_distill"]["outer_steps"] = 1
     assert memory_sweeps([one, two, own])[(("a", "b"), "")][1] is one
+    # ... and at two memories, a sweep of its own, named by the setting, beside the plain one.
+    own_two = copy.deepcopy(own)
+    own_two["config"]["continual"]["memory_per_class"] = 2
+    sweeps = memory_sweeps([one, two, own, own_two])
+    assert sorted(sweeps) == [(("a", "b"), ""), (("a", "b"), "continual.learner_distill.outer_steps=1")]
+    assert sweeps[(("a", "b"), "continual.learner_distill.outer_steps=1")] == {1: own, 2: own_two}
 
 
 def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_its_config_back():

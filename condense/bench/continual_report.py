@@ -108,11 +108,11 @@ def reading(results: dict) -> list[str]:
     return [
         "Reading the tables. A distilled set is optimised to be learned from in a few steps; where the model fits it",
         "after its task with a lower loss than it fits real examples (the memory losses below), replaying it gives",
-        "little gradient until the drift has already misclassified it; that is a likely reason why it is a weaker",
-        "replay memory than its value as training data suggests, not a proven one. Continuous (embedding-form)",
-        "sets are the weakest memories in the class-incremental scenario; a likely reason, not measured separately,",
-        "is that their off-manifold inputs are easy to tell from real text, so keeping them in the old classes does",
-        "not keep real examples there. Text-form sets are real tokens.",
+        "little gradient until the drift has already misclassified it; that is a likely reason, not a proven one,",
+        "why such a set can be a weaker replay memory than its value as training data suggests. The per-task sets",
+        "in embedding form (distilled_replay) are the weakest memories in the class-incremental scenario; a likely",
+        "reason, not measured separately, is that their off-manifold inputs are easy to tell from real text, so",
+        "keeping them in the old classes does not keep real examples there. Text-form sets are real tokens.",
         "",
         *lines,
         "",
@@ -253,7 +253,8 @@ def _without_unused_added_settings(settings: dict) -> dict:
 
 # Continual settings that change how replay learns rather than how big the experiment is: a sweep run with one of
 # them away from its default is named by it, beside the plain sweep of the same sequence.
-METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss", "continual.feature_anchor.")
+METHOD_SETTINGS = ("continual.refit.", "continual.memory_loss.", "continual.asymmetric_loss", "continual.feature_anchor.",
+                   *(f"continual.{group}." for group in STRATEGY_SETTINGS))
 
 
 def method_overrides(settings: dict) -> str:
