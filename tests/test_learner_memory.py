@@ -43,11 +43,15 @@ def test_herding_picks_the_rows_whose_running_mean_stays_nearest_each_class_mean
     assert herding_rows_per_class(features, labels, 2, 2).tolist() == [2, 1, 4, 3]
 
 
-def test_a_herding_start_distils_from_the_rows_herding_replay_keeps(tiny_bert):
+def _learner_and_task(tiny_bert):
+    """A learner in eval mode and 30 real rows of the second task (3 classes) of a class-incremental layout."""
     torch.manual_seed(0)
     layout = LabelLayout("class", [2, 3])
-    model = ContinualClassifier(tiny_bert, 1, layout).eval()
-    real = _examples(30, 6, 1, layout, 3)
+    return ContinualClassifier(tiny_bert, 1, layout).eval(), _examples(30, 6, 1, layout, 3)
+
+
+def test_a_herding_start_distils_from_the_rows_herding_replay_keeps(tiny_bert):
+    model, real = _learner_and_task(tiny_bert)
     picks = herding_rows_per_class(_features(model, real), real.targets[:, 2:].argmax(1), 3, 2)
     untouched, _ = distil_for_learner(model, real, slice(2, 5), 2, LearnerDistillConfig(outer_steps=1, lr_inputs=1e-9,
                                                                                         lr_labels=1e-9), "herding")
@@ -99,10 +103,7 @@ def _class_mean_distance(model, memory, real, columns):
 
 
 def test_mean_matching_moves_herdings_rows_onto_the_class_means_with_hard_labels(tiny_bert):
-    torch.manual_seed(0)
-    layout = LabelLayout("class", [2, 3])
-    model = ContinualClassifier(tiny_bert, 1, layout).eval()
-    real = _examples(30, 6, 1, layout, 3)
+    model, real = _learner_and_task(tiny_bert)
     picks = herding_rows_per_class(_features(model, real), real.targets[:, 2:].argmax(1), 3, 1)
     herding = real.subset(picks)
     settings = LearnerDistillConfig(objective="mean_matching", outer_steps=150, lr_inputs=0.05)
