@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -55,8 +57,7 @@ def main() -> None:
     parser.add_argument("--scenario", default="class", choices=["class", "task"])
     args = parser.parse_args()
     started = time.perf_counter()
-    results = {"command": "python benchmarks/block_drift.py" + (f" --seeds {' '.join(map(str, args.seeds))}"
-                                                                 if args.seeds != [0, 1, 2] else ""),
+    results = {"command": shlex.join(["python", "benchmarks/block_drift.py", *sys.argv[1:]]),
                "preset": "continual=full", "strategy": args.strategy, "scenario": args.scenario, "seeds": args.seeds,
                "sequences": {}}
     for sequence in SEQUENCES:
