@@ -22,11 +22,11 @@ import torch
 
 import condense  # noqa: F401  (registers torchvision's ops before Avalanche imports it)
 from condense.cache import atomic_write_text
-from condense.config import compose, task_config
-from condense.continual import run_strategy
-from condense.pipeline import job_encoder, load_task_config
-from condense.report import machine
-from condense.sequence import sequence_data
+from condense.config.parsing import compose, task_config
+from condense.continual.strategies import run_strategy
+from condense.jobs.distill_task import job_encoder, load_task_config
+from condense.report.tables import machine
+from condense.jobs.sequence import sequence_data
 from avalanche.core import SupervisedPlugin
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "block_drift.json"

@@ -28,7 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def run_folder(overrides: list[str]) -> Path:
     """The folder ``python -m condense.run`` writes for these overrides (asked of the config, not guessed)."""
-    from condense.config import compose
+    from condense.config.parsing import compose
 
     return ROOT / compose("run", overrides).out
 

@@ -3,7 +3,7 @@
     python benchmarks/distill_cost.py            # writes benchmarks/results/distill_cost.json
 
 Each (mode, seed) runs in its own process, so that peak resident memory (``ru_maxrss``) is that mode's alone:
-AG News, MiniLM, 1 example per class, the mode's default config from ``condense/conf/distill/``, 1 torch thread.
+AG News, MiniLM, 1 example per class, the mode's default config from ``configs/distill/``, 1 torch thread.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ MODES = {"head": ("head", 60), "last_n_layers=1": ("last_layer", 10), "all": ("a
 MEASURE = r"""
 import json, resource, sys, time
 import torch
-from condense.config import compose
-from condense.features import text_features
-from condense.outer import distill, initial_set
-from condense.pipeline import job_encoder, load_task_config, real_data, task_labels
+from condense.config.parsing import compose
+from condense.models.features import text_features
+from condense.distill.loop import distill, initial_set
+from condense.jobs.distill_task import job_encoder, load_task_config, real_data, task_labels
 
 preset, steps, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(1)

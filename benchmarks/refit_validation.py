@@ -30,16 +30,16 @@ import torch
 
 import condense  # noqa: F401  (registers torchvision's ops before Avalanche imports it)
 from condense.cache import atomic_write_text, to_jsonable
-from condense.config import compose, sequence_name, task_config
-from condense.continual import run_strategy
-from condense.continual_model import accuracy
-from condense.joint_distill import training_rows
-from condense.pipeline import job_encoder, load_task_config
-from condense.refit import MemoryRefit
+from condense.config.parsing import compose, sequence_name, task_config
+from condense.continual.strategies import run_strategy
+from condense.continual.model import accuracy
+from condense.data.sampling import training_rows
+from condense.jobs.distill_task import job_encoder, load_task_config
+from condense.continual.refit import MemoryRefit
 from condense.bench.refit_report import refit_table
-from condense.report import machine
-from condense.schema import RefitConfig
-from condense.sequence import _real_examples, distilled_sets, sequence_data
+from condense.report.tables import machine
+from condense.config.schema import RefitConfig
+from condense.jobs.sequence import _real_examples, distilled_sets, sequence_data
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import ReplayPlugin
 

@@ -27,11 +27,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from condense.cache import atomic_write_json
-from condense.checkpoint import FILE
+from condense.distill.checkpoint import FILE
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "resume_after_kill.json"
-STARTED = "distilling "  # condense.pipeline logs this line when the outer loop starts or resumes
+STARTED = "distilling "  # condense.jobs.distill_task logs this line when the outer loop starts or resumes
 
 
 def command(task: str, out: Path, threads: int, extra: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ AG News, MiniLM, 1 example per class, the ``all`` preset (every encoder weight t
 with ``distill.inner_steps=T``. Each (T, bptt, seed) runs in its own process, so that its peak memory is its own:
 peak resident memory (``ru_maxrss``) on a CPU, ``torch.cuda.max_memory_allocated`` on CUDA, next to the baseline
 (model and data, measured right before the first outer step). A step is timed from one outer loss to the next
-inside :func:`condense.outer.distill`, so it is exactly distill's step; the first is a warm-up.
+inside :func:`condense.distill.loop.distill`, so it is exactly distill's step; the first is a warm-up.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ MODES = ("full", "checkpoint")
 MEASURE = r"""
 import json, resource, sys, time
 import torch
-import condense.outer
-from condense.config import compose, task_config
-from condense.device import resolve_device
-from condense.models import load_encoder
-from condense.outer import distill, initial_set
-from condense.pipeline import load_task_config, real_data, task_labels
+import condense.distill.loop
+from condense.config.parsing import compose, task_config
+from condense.config.device import resolve_device
+from condense.models.encoders import load_encoder
+from condense.distill.loop import distill, initial_set
+from condense.jobs.distill_task import load_task_config, real_data, task_labels
 
 inner_steps, mode, steps, seed, device, threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6])
 torch.set_num_threads(threads)
@@ -66,7 +66,7 @@ def peak_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-starts, baseline, outer_loss = [], [], condense.outer.outer_loss
+starts, baseline, outer_loss = [], [], condense.distill.loop.outer_loss
 
 
 def timed_outer_loss(*args, **kwargs):
@@ -80,7 +80,7 @@ def timed_outer_loss(*args, **kwargs):
     return outer_loss(*args, **kwargs)
 
 
-condense.outer.outer_loss = timed_outer_loss
+condense.distill.loop.outer_loss = timed_outer_loss
 distill(encoder, real, start, config, progress=False)
 seconds = [b - a for a, b in zip(starts[1:], starts[2:])]
 print(json.dumps({"seconds_per_step": seconds, "peak_gib": peak_gib(), "baseline_gib": baseline[0],

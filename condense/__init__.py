@@ -11,16 +11,16 @@ __version__ = "0.1.0"
 
 # Resolved on first use: importing them here would load transformers for every ``import condense``.
 _EXPORTS = {
-    "DistilledSet": "condense.artifact",
-    "DataError": "condense.data",
-    "Task": "condense.data",
-    "load_task": "condense.data",
-    "DistillConfig": "condense.schema",
-    "compose": "condense.config",
-    "load_encoder": "condense.models",
-    "merge_distilled": "condense.merge",
-    "split_merged": "condense.merge",
-    "distill_task": "condense.pipeline",
+    "DistilledSet": "condense.artifact.distilled_set",
+    "DataError": "condense.data.tasks",
+    "Task": "condense.data.tasks",
+    "load_task": "condense.data.tasks",
+    "DistillConfig": "condense.config.schema",
+    "compose": "condense.config.parsing",
+    "load_encoder": "condense.models.encoders",
+    "merge_distilled": "condense.artifact.merge",
+    "split_merged": "condense.artifact.merge",
+    "distill_task": "condense.jobs.distill_task",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -1,9 +1,9 @@
 """Sweeps: ``python -m condense.distill -m task=sst2,rotten_tomatoes distill.seed=0,1`` (Hydra multirun) on the
-launchers of ``condense/conf/hydra/launcher/`` and the search of ``conf/hydra/sweeper/``.
+launchers of ``configs/hydra/launcher/`` and the search of ``configs/hydra/sweeper/``.
 
 Every job of a sweep writes its artefact into its own job folder, ``<hydra.sweep.dir>/<hydra.sweep.subdir>``, never
 into ``out``: two jobs of a sweep share every key but the swept ones, and a shared ``out`` would have them overwrite
-each other. When the sweep ends its folders are collected into one table (:mod:`condense.collect`);
+each other. When the sweep ends its folders are collected into one table (:mod:`condense.jobs.collect`);
 ``python -m condense.sweep collect DIR`` (``condense-sweep collect DIR``) does the same for any folder.
 """
 
@@ -21,8 +21,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from condense.config import ConfigError
-from condense.schema import DistillJob
+from condense.config.parsing import ConfigError
+from condense.config.schema import DistillJob
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def sweep_overrides(config: DictConfig) -> list[str]:
 
 
 class SweepCallbacks(Callback):
-    """``hydra.callbacks.sweep`` of ``conf/config.yaml``: checks a sweep's command line before any job starts, and
+    """``hydra.callbacks.sweep`` of ``configs/config.yaml``: checks a sweep's command line before any job starts, and
     collects the sweep folder into one table when the last job has finished."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -79,7 +79,7 @@ class SweepCallbacks(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         # Here: torch's stack loads only once every job has finished.
-        from condense.collect import collect, write
+        from condense.jobs.collect import collect, write
 
         folder = Path(str(config.hydra.sweep.dir))
         collection = collect(folder)
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     collect_parser.add_argument("folders", nargs="+", type=Path, metavar="DIR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from condense.collect import collect, write
+    from condense.jobs.collect import collect, write
 
     status = 0
     for folder in args.folders:

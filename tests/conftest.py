@@ -10,7 +10,7 @@ import pytest
 import torch
 
 # condense first: importing it registers torchvision's op schemas, which transformers' model classes need.
-from condense.models import load_encoder, resolve_model_path
+from condense.models.encoders import load_encoder, resolve_model_path
 from transformers import AutoModel, AutoTokenizer, BertConfig, DistilBertConfig, RobertaConfig
 
 TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)

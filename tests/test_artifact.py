@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import condense
-from condense.artifact import FORMAT_VERSION, ArtifactError, DistilledSet, InnerProtocol, Progress, TrainingSet
+from condense.artifact.distilled_set import FORMAT_VERSION, ArtifactError, DistilledSet, InnerProtocol, Progress, TrainingSet
 from condense.cache import to_jsonable
-from condense.merge import merge_distilled, split_merged
+from condense.artifact.merge import merge_distilled, split_merged
 
 FILES = {"embeddings.safetensors", "meta.json", "text.jsonl", "metrics.json"}
 LABEL_NAMES = ["negative", "positive", "neutral"]

@@ -3,15 +3,16 @@
 import pytest
 import torch
 
-from condense.artifact import DistilledSet
-from condense.attention import AttentionSpec, aligned, attention_spec, kl_to_targets, targets
-from condense.config import ConfigError, compose
-from condense.evaluate import HeldOutData, learned_protocol
-from condense.features import encode_tokens, tokenize
-from condense.models import encode_attending, encoder_param_names, encoder_params, init_head
-from condense.objective import set_loss
-from condense.outer import RealData, distill, initial_set
-from condense.schema import DistillConfig
+from condense.artifact.distilled_set import DistilledSet
+from condense.models.attention import AttentionSpec, aligned, attention_spec, kl_to_targets, targets
+from condense.config.parsing import ConfigError, compose
+from condense.eval.protocols import HeldOutData, learned_protocol
+from condense.models.features import encode_tokens, tokenize
+from condense.models.encoders import encode_attending, encoder_param_names, encoder_params, init_head
+from condense.distill.objective import set_loss
+from condense.distill.loop import RealData, distill
+from condense.distill.start import initial_set
+from condense.config.schema import DistillConfig
 
 TEXTS = ["stocks market profit bank"] * 4 + ["football match goal team"] * 4
 LABELS = torch.tensor([0] * 4 + [1] * 4)
@@ -96,7 +97,7 @@ def test_distillation_learns_attention_labels_and_the_artefact_keeps_them(tiny_b
 
 
 def test_learned_protocol_trains_with_the_attention_term(tiny_bert, real, monkeypatch):
-    import condense.evaluate
+    import condense.eval.protocols
 
     result = distilled_with_attention(tiny_bert, real)
     seen = []
@@ -105,7 +106,7 @@ def test_learned_protocol_trains_with_the_attention_term(tiny_bert, real, monkey
         seen.append(args[4])
         return set_loss(*args, **kwargs)
 
-    monkeypatch.setattr(condense.evaluate, "set_loss", spy)
+    monkeypatch.setattr(condense.eval.protocols, "set_loss", spy)
     tokens = tokenize(tiny_bert, TEXTS, 16)
     test = HeldOutData(labels=LABELS, tokens=tokens, token_labels=LABELS)
     learned_protocol(tiny_bert, result.training_set("embedding"), test, result.inner, n_inits=2, seed=0)
@@ -138,7 +139,7 @@ def test_attention_labels_need_an_encoder_that_trains():
 
 
 def test_a_whole_run_with_attention_labels_and_checkpointed_unrolls(tiny_model_dirs, tiny_task_dir, tmp_path):
-    from condense.pipeline import distill_task
+    from condense.jobs.distill_task import distill_task
 
     job = compose("config", [
         "task=local", f"task.path={tiny_task_dir}", f"model.name={tiny_model_dirs['bert']}", "eval=smoke", "distill=all",

@@ -12,10 +12,10 @@ import torch
 from condense.bench import EXPERIMENTS, ablations_report, common, reporter, runner, scaling_report, transfer
 from condense.bench import transfer_report
 from condense.bench.__main__ import main, run_experiment
-from condense.config import compose
-from condense.heads import head_accuracy, train_head
-from condense.models import encode
-from condense.report import points
+from condense.config.parsing import compose
+from condense.models.heads import head_accuracy, train_head
+from condense.models.encoders import encode
+from condense.report.tables import points
 
 TEST_EXAMPLES = 12  # the tiny task's test split
 

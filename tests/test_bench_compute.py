@@ -16,9 +16,9 @@ from condense.bench.compute import finetune_examples
 from condense.bench.compute_report import report
 from condense.bench.compute_savings import break_even, savings, time_to_accuracy
 from condense.bench.compute_streams import eval_steps, stream_batches
-from condense.config import compose
-from condense.evaluate import shuffled_batches
-from condense.schema import FinetuneRecipe
+from condense.config.parsing import compose
+from condense.eval.protocols import shuffled_batches
+from condense.config.schema import FinetuneRecipe
 
 TINY_SET_SIZE = 3  # the tiny task's 3 classes, 1 example each
 INNER_STEPS = 10  # configs/distill/head.yaml

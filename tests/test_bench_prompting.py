@@ -1,4 +1,4 @@
-"""Label-word scoring with a causal LM (condense.prompting) and the few-shot prompting experiment, on a tiny random
+"""Label-word scoring with a causal LM (condense.eval.prompting) and the few-shot prompting experiment, on a tiny random
 Llama with a byte-level BPE tokeniser trained here, offline, in seconds."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 
 # condense first: importing it registers torchvision's op schemas, which transformers' model classes need.
-from condense import prompting
+from condense.eval import prompting
 from condense.bench import prompting as experiment
 from condense.bench import prompting_report
 from condense.bench.__main__ import run_experiment
-from condense.config import compose
-from condense.prompting import (
+from condense.config.parsing import compose
+from condense.eval.prompting import (
     classify,
     count_tokens,
     instruction,

@@ -13,8 +13,8 @@ from condense.bench.common import task_data
 from condense.bench import qualitative
 from condense.bench.qualitative import nearest_neighbours, probe_heads, probe_outputs, token_statistics
 from condense.bench.qualitative_report import cell, report
-from condense.config import compose
-from condense.features import text_features
+from condense.config.parsing import compose
+from condense.models.features import text_features
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from condense.bench import seed_table_report
 from condense.bench.__main__ import run_experiment
 from condense.cache import cache_dir
-from condense.config import compose
+from condense.config.parsing import compose
 
 OVERRIDES = [
     "eval=smoke", "threads=1", "report=false", "device=cpu", "bench.seeds=[0, 1]", "bench.outer_steps=2",
@@ -88,7 +88,7 @@ def test_the_summary_merges_one_models_runs_task_by_task_and_rows_each_model():
 def test_attention_ablation_needs_an_encoder_preset_and_bad_variants_fail_at_start(tiny_model_dirs, tiny_task_dir, tmp_path):
     import pytest
 
-    from condense.config import ConfigError
+    from condense.config.parsing import ConfigError
 
     with pytest.raises(ConfigError, match="bench.seed_table.attention=.*'sideways'"):
         tiny_job(tiny_model_dirs, tiny_task_dir, tmp_path, "bench.seed_table.attention=[none, sideways]")

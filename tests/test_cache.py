@@ -51,14 +51,14 @@ def test_tuple_parts_do_not_collide_and_must_be_strings():
 
 
 def test_features_cache_entries_keep_their_names():
-    from condense.features import cached_tensors
+    from condense.models.features import cached_tensors
 
     cached_tensors(FEATURES_KEY, lambda: {"x": torch.arange(3)}, "a test entry")
     assert (cache_dir() / "features" / "113520b8eaf7ded946300138.safetensors").is_file()
 
 
 def test_distilled_cache_folder_is_named_by_the_digest():
-    from condense.pipeline import cached_distillation_dir
+    from condense.jobs.distill_task import cached_distillation_dir
 
     path = cached_distillation_dir(DISTILLED_GROUPS, "sst2-head-ipc1-embedding")
     assert path == cache_dir() / "distilled" / "sst2-head-ipc1-embedding-3b8e5f12acaf"
@@ -240,7 +240,7 @@ def test_atomic_directory_without_an_atomic_exchange_still_replaces_whole(tmp_pa
 
 def test_atomic_savefig_takes_the_format_from_the_target_not_the_temporary(tmp_path):
     from condense.cache import atomic_savefig
-    from condense.plots import plt
+    from condense.report.plots import plt
 
     fig, ax = plt.subplots()
     ax.plot([0, 1])

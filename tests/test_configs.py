@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from condense import config, schema
-from condense.config import ConfigError, compose, preset, presets, task_config
+from condense.config import compose as config
+from condense.config import schema
+from condense.config.parsing import ConfigError, compose, preset, presets, task_config
 
 GROUPS = {  # group -> the primary configs that have it
     "task": ["config"], "model": ["config", "run", "bench"], "distill": ["config", "bench"],
@@ -55,7 +56,9 @@ def test_presets_are_the_schema_plus_what_they_change():
 
 
 def test_the_schema_choices_are_what_the_library_implements():
-    from condense import coresets, inner, models
+    from condense.data import coresets
+    from condense.distill import inner
+    from condense.models import encoders as models
     from condense.bench import EXPERIMENTS
 
     assert set(schema.PARAM_SUBSETS) == set(models.PARAM_SUBSETS)
@@ -65,7 +68,8 @@ def test_the_schema_choices_are_what_the_library_implements():
 
 
 def test_the_continual_choices_are_the_registries():
-    from condense import continual, replay
+    from condense.continual import strategies as continual
+    from condense.continual import memories as replay
 
     assert set(schema.STRATEGIES) == set(continual.STRATEGIES)
     assert set(schema.SCENARIOS) == set(continual.SCENARIOS)
@@ -157,8 +161,8 @@ def test_configs_register_their_schemas_once():
 def test_a_device_this_machine_lacks_is_refused_before_any_data_loads(tmp_path, monkeypatch):
     import torch
 
-    from condense.device import resolve_device
-    from condense.pipeline import distill_task
+    from condense.config.device import resolve_device
+    from condense.jobs.distill_task import distill_task
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == torch.device("cpu")

@@ -11,29 +11,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense import continual
-from condense import sequence as sequence_module
-from condense.config import compose, task_config
-from condense.continual import (
-    MEMORIES,
-    OPTIMIZERS,
-    STRATEGIES,
-    ContinualClassifier,
-    ExampleRows,
-    Examples,
-    LabelLayout,
-    SequenceData,
-    avalanche_dataset,
-    benchmark,
-    collate,
-    loss_and_accuracy,
-    run_strategy,
-)
+from condense.continual import strategies as continual
+from condense.jobs import sequence as sequence_module
+from condense.config.parsing import compose, task_config
+from condense.continual.strategies import MEMORIES, OPTIMIZERS, STRATEGIES, ContinualClassifier, SequenceData, benchmark, run_strategy
+from condense.continual.data import ExampleRows, Examples, LabelLayout, avalanche_dataset, collate
+from condense.continual.model import loss_and_accuracy
 from condense.condensed_memory import CondensedBuffer
-from condense.models import Encoder, hidden_states_below, load_encoder, top_blocks
-from condense.replay import DistilledBuffer, RealExamplesBuffer
-from condense.schema import DEFAULT_STRATEGIES, ContinualConfig
-from condense.sequence import run_sequence
+from condense.models.encoders import Encoder, hidden_states_below, load_encoder, top_blocks
+from condense.continual.memories import DistilledBuffer, RealExamplesBuffer
+from condense.config.schema import ContinualConfig
+from condense.jobs.sequence import run_sequence
 
 
 def test_label_layouts_place_each_task_in_its_head_or_its_block():

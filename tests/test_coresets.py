@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from condense.coresets import SELECTORS, herding, kcenters, random_subset, select_coreset
+from condense.data.coresets import SELECTORS, herding, kcenters, random_subset, select_coreset
 
 
 def _gaussian_classes(n_per_class=(60, 80, 70), d=16, seed=0):

@@ -1,4 +1,4 @@
-"""Tests for condense.data: the real shared datasets, user files, every error, the hub fallback."""
+"""Tests for condense.data.tasks: the real shared datasets, user files, every error, the hub fallback."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import datasets
 import pandas as pd
 import pytest
 
-import condense.data as data
-from condense.data import DataError, Task, check_examples_per_class, clean_text, load_task, task_from_config
+import condense.data.tasks as data
+from condense.data.tasks import DataError, Task, check_examples_per_class, clean_text, load_task, task_from_config
 
 SHARED = data.default_data_dir()
 
@@ -95,7 +95,7 @@ def test_imdb_clean_html_removes_line_breaks():
 
 
 def test_task_presets_load():
-    from condense.config import task_config
+    from condense.config.parsing import task_config
 
     rotten = task_config("rotten_tomatoes")
     assert rotten.max_length == 64  # a tokeniser key, ignored by load_task
@@ -113,7 +113,7 @@ def test_a_config_missing_a_mandatory_value_is_a_data_error():
 
 
 def test_local_preset_with_path_is_named_after_its_folder(tmp_path):
-    from condense.config import task_config
+    from condense.config.parsing import task_config
 
     folder = user_folder(tmp_path, TRAIN, TEST, labels=["neg", "pos"])
     task = task_from_config(dataclasses.asdict(task_config({"path": str(folder)})))

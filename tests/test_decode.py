@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from condense.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
-from condense.models import load_encoder
+from condense.distill.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
+from condense.models.encoders import load_encoder
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from condense.device import autocast, resolve_device
+from condense.config.device import autocast, resolve_device
 
 
 def test_auto_is_cuda_only_where_cuda_exists(monkeypatch):

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.artifact import InnerProtocol, TrainingSet
-from condense import evaluate
-from condense.evaluate import (
+from condense.artifact.distilled_set import InnerProtocol, TrainingSet
+from condense.eval import protocols as evaluate
+from condense.eval.protocols import (
     finetune,
     FinetuneRecipe,
     HeldOutData,
@@ -18,9 +18,9 @@ from condense.evaluate import (
     shuffled_batches,
     summarize,
 )
-from condense.features import encode_tokens, tokenize
-from condense.heads import head_accuracy
-from condense.models import init_head
+from condense.models.features import encode_tokens, tokenize
+from condense.models.heads import head_accuracy
+from condense.models.encoders import init_head
 
 
 def separable_features(n=200, d=8, seed=0):

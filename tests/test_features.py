@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from condense.cache import cache_dir, digest
-from condense.features import cached_tensors, encode_tokens, length_batches, text_features, tokenize
+from condense.models.features import cached_tensors, encode_tokens, length_batches, text_features, tokenize
 
 
 def test_features_are_cached_per_input(tiny_bert):

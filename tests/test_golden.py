@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from condense.config import compose
-from condense.pipeline import distill_task
-from condense.sequence import run_sequence
+from condense.config.parsing import compose
+from condense.jobs.distill_task import distill_task
+from condense.jobs.sequence import run_sequence
 
 GOLDEN = Path(__file__).parent / "data" / "golden_tiny.json"
 WRITE = os.environ.get("CONDENSE_WRITE_GOLDEN") == "1"

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from condense.artifact import DistilledSet
-from condense.config import compose
-from condense.pipeline import distill_task
-from condense.sequence import run_sequence
+from condense.artifact.distilled_set import DistilledSet
+from condense.config.parsing import compose
+from condense.jobs.distill_task import distill_task
+from condense.jobs.sequence import run_sequence
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

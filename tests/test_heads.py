@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.evaluate import probe_head
-from condense.heads import fresh_head, head_accuracy, head_optimizer, train_head
-from condense.inner import soft_cross_entropy
-from condense.models import init_head, linear_head
+from condense.eval.protocols import probe_head
+from condense.models.heads import fresh_head, head_accuracy, head_optimizer, train_head
+from condense.distill.inner import soft_cross_entropy
+from condense.models.encoders import init_head, linear_head
 
 
 def features_and_labels(seed: int = 0, n: int = 40, dims: int = 6, classes: int = 3):

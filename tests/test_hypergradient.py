@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.outer import RealData, outer_loss
-from condense.models import encoder_param_names, encoder_params, init_head, load_encoder
+from condense.distill.loop import RealData, outer_loss
+from condense.models.encoders import encoder_param_names, encoder_params, init_head, load_encoder
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.inner import soft_cross_entropy, unrolled_train
+from condense.distill.inner import soft_cross_entropy, unrolled_train
 
 
 def problem():

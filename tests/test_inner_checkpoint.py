@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.inner import soft_cross_entropy, unrolled_train
-from condense.models import encoder_param_names, encoder_params, init_head, load_encoder
-from condense.outer import RealData, outer_loss
+from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.models.encoders import encoder_param_names, encoder_params, init_head, load_encoder
+from condense.distill.loop import RealData, outer_loss
 
 OPTIMIZERS = ["sgd", "momentum", "adam"]
 STEPS = 3

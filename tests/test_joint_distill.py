@@ -8,16 +8,17 @@ import dataclasses
 import pytest
 import torch
 
-from condense import checkpoint, joint_distill
-from condense.artifact import DistilledSet
+from condense.distill import checkpoint
+from condense.jobs import super_dataset as joint_distill
+from condense.artifact.distilled_set import DistilledSet
 from condense.cache import cache_dir
-from condense.config import compose, task_config
-from condense.continual import LabelLayout
-from condense.features import text_features, tokenize
-from condense.joint_distill import joint_real_data, joint_start, row_tasks, training_rows
-from condense.merge import merge_distilled
-from condense.pipeline import load_task_config
-from condense.sequence import _joint_examples, run_sequence
+from condense.config.parsing import compose, task_config
+from condense.continual.data import LabelLayout
+from condense.models.features import text_features, tokenize
+from condense.jobs.super_dataset import joint_real_data, joint_start, training_rows
+from condense.artifact.merge import merge_distilled
+from condense.jobs.distill_task import load_task_config
+from condense.jobs.sequence import run_sequence
 from test_merge import make  # tests/ is on sys.path (rootdir conftest)
 
 

@@ -63,14 +63,14 @@ def test_no_import_cycle():
 
 def test_the_graph_sees_real_imports():
     edges = graph()
-    assert "condense.outer" in edges["condense.pipeline"] and "condense.pipeline" in edges["condense.distill"]
-    assert "condense.pipeline" not in edges["condense.outer"]
+    assert "condense.distill.loop" in edges["condense.jobs.distill_task"] and "condense.jobs.distill_task" in edges["condense.distill"]
+    assert "condense.jobs.distill_task" not in edges["condense.distill.loop"]
 
 
 def test_leaf_modules_import_no_orchestration():
     edges = graph()
-    for leaf in ("condense.inner", "condense.decode", "condense.models", "condense.schema", "condense.cache", "condense.device"):
-        assert not edges[leaf] & {"condense.pipeline", "condense.run", "condense.distill", "condense.config"}, leaf
+    for leaf in ("condense.distill.inner", "condense.distill.decode", "condense.models.encoders", "condense.config.schema", "condense.cache", "condense.config.device"):
+        assert not edges[leaf] & {"condense.jobs.distill_task", "condense.run", "condense.distill", "condense.config.parsing"}, leaf
 
 
 def test_every_module_is_at_most_350_lines():

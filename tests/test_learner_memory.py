@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from condense.continual import ContinualClassifier, LabelLayout, run_strategy
-from condense.learner_memory import LearnerDistilledBuffer, _features, distil_for_learner, herding_rows_per_class
-from condense.schema import LearnerDistillConfig
+from condense.continual.strategies import ContinualClassifier, run_strategy
+from condense.continual.data import LabelLayout
+from condense.continual.mean_matching import herding_rows_per_class
 from test_continual import _examples, _sequence_data, _settings  # tests/ is on sys.path (rootdir conftest)
 
 

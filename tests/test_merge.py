@@ -6,10 +6,10 @@ import torch
 from datasets import ClassLabel, Value
 
 import condense
-from condense.artifact import MERGED_FORMAT_VERSION, ArtifactError, DistilledSet
+from condense.artifact.distilled_set import MERGED_FORMAT_VERSION, ArtifactError, DistilledSet
 from condense.cache import to_jsonable
-from condense.label_blocks import label_blocks, shared_settings
-from condense.merge import MergeError, merge_distilled, split_merged
+from condense.artifact.label_space import label_blocks, shared_settings
+from condense.artifact.merge import MergeError, merge_distilled, split_merged
 
 TENSORS = ("embeddings", "attention_mask", "labels", "soft_labels", "inner_lrs", "token_ids", "task_ids")
 

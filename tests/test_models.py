@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from condense.models import (
+from condense.models.encoders import (
     classify,
     encode,
     encoder_param_names,

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 # condense first: importing it registers torchvision's op schemas, which transformers' model classes need.
-from condense import assets
-from condense.config import compose
-from condense.models import (
+from condense.models import assets
+from condense.config.parsing import compose
+from condense.models.encoders import (
     MPNET,
     encode,
     encoder_param_names,
@@ -80,7 +80,7 @@ def test_assembles_from_parts_once_then_loads_as_mpnet_base(pieces, capsys, capl
     assert capsys.readouterr().out.strip() == f"mpnet_base: {target} (use model=mpnet_base)"
     assert (target / "model.safetensors").is_file() and (target / "1_Pooling" / "config.json").is_file()
     assert [p.name for p in target.parent.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
-    caplog.set_level("INFO", logger="condense.assets")
+    caplog.set_level("INFO", logger="condense.models.assets")
     assets.main(["mpnet_base", "--parts", str(pieces)])
     assert "already assembled" in caplog.text
 

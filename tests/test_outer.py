@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from condense.outer import RealData, distill, initial_set, real_examples_set
-from condense.schema import DistillConfig
-from condense.features import encode_tokens, tokenize
+from condense.distill.loop import RealData, distill
+from condense.distill.start import initial_set, real_examples_set
+from condense.config.schema import DistillConfig
+from condense.models.features import encode_tokens, tokenize
 
 TEXTS = ["stocks market profit bank"] * 4 + ["football match goal team"] * 4
 LABELS = torch.tensor([0] * 4 + [1] * 4)

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 import torch
-from condense import pipeline
-from condense.artifact import DistilledSet
-from condense.config import ConfigError, compose
-from condense.data import DataError
-from condense.pipeline import distill_task
-from condense.report import SETS
+from condense.jobs import distill_task as pipeline
+from condense.artifact.distilled_set import DistilledSet
+from condense.config.parsing import ConfigError, compose
+from condense.data.tasks import DataError
+from condense.jobs.distill_task import distill_task
+from condense.report.tables import SETS
 
 
 def config(tiny_model_dirs, tiny_task_dir, out, *overrides):
@@ -45,7 +45,7 @@ def test_distill_task_writes_a_complete_artefact(tiny_model_dirs, tiny_task_dir,
 
 def test_straight_through_set_is_its_decoded_text(tiny_model_dirs, tiny_task_dir, tmp_path):
     distilled = distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run", "distill.lr_inputs=0.5"))
-    from condense.models import load_encoder
+    from condense.models.encoders import load_encoder
 
     encoder = load_encoder(str(tiny_model_dirs["bert"]))
     torch.testing.assert_close(distilled.embeddings, encoder.token_embeddings[distilled.token_ids].detach())

@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 import torch
 
-import condense.reference
-from condense.config import task_config
-from condense.evaluate import grouped_batches, lr_factor
-from condense.pipeline import load_task_config
-from condense.reference import entire_dataset_reference, subsample_accuracy, summarize_reference
-from condense.schema import FinetuneRecipe
-from condense.schema_bench import SeedTableBench
+import condense.eval.reference
+from condense.config.parsing import task_config
+from condense.eval.protocols import grouped_batches, lr_factor
+from condense.jobs.distill_task import load_task_config
+from condense.eval.reference import entire_dataset_reference, subsample_accuracy, summarize_reference
+from condense.config.schema import FinetuneRecipe
+from condense.config.bench import SeedTableBench
 
 
 def test_entire_runs_are_cached_per_seed_and_give_exact_subsample_accuracies(tiny_bert, tiny_task_dir, monkeypatch):
@@ -32,7 +32,7 @@ def test_entire_runs_are_cached_per_seed_and_give_exact_subsample_accuracies(tin
     def no_training(*args, **kwargs):
         raise AssertionError("a cached seed is not trained again")
 
-    monkeypatch.setattr(condense.reference, "finetune_entire", no_training)
+    monkeypatch.setattr(condense.eval.reference, "finetune_entire", no_training)
     assert entire_dataset_reference(tiny_bert, config, task, recipe, [0, 1]) == runs
     with pytest.raises(AssertionError, match="not trained again"):
         entire_dataset_reference(tiny_bert, config, task, recipe, [2])

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.continual import ContinualClassifier, LabelLayout, avalanche_dataset, collate, run_strategy
-from condense.refit import MemoryRefit
-from condense.schema import ContinualConfig, RefitConfig
+from condense.continual.strategies import ContinualClassifier, run_strategy
+from condense.continual.data import LabelLayout, avalanche_dataset, collate
+from condense.continual.refit import MemoryRefit
+from condense.config.schema import ContinualConfig, RefitConfig
 from test_continual import _examples, _sequence_data, _settings  # tests/ is on sys.path (rootdir conftest)
 
 
@@ -110,7 +111,7 @@ def test_a_run_with_the_refit_changes_only_what_follows_the_second_experience(ti
 
 
 def test_the_refit_config_is_checked_and_off_by_default():
-    from condense.config import ConfigError, compose
+    from condense.config.parsing import ConfigError, compose
 
     with pytest.raises(ConfigError, match="continual.refit.start='scratch' is not allowed"):
         compose("run", ["continual.refit.start=scratch"])

@@ -8,9 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.continual import ContinualClassifier, LabelLayout, avalanche_dataset, collate, run_strategy
-from condense.replay import MEMORY_TARGETS, MemoryLoss
-from condense.schema import ContinualConfig, MemoryLossConfig
+from condense.continual.strategies import ContinualClassifier, run_strategy
+from condense.continual.data import LabelLayout, avalanche_dataset, collate
+from condense.continual.plugins import MemoryLoss
+from condense.config.schema import ContinualConfig, MemoryLossConfig
 from test_continual import _examples, _sequence_data, _settings  # tests/ is on sys.path (rootdir conftest)
 
 
@@ -73,7 +74,7 @@ def test_a_run_with_the_memory_loss_differs_from_one_without_only_in_training(ti
 
 
 def test_the_memory_loss_config_is_checked():
-    from condense.config import ConfigError, compose
+    from condense.config.parsing import ConfigError, compose
 
     with pytest.raises(ConfigError, match="continual.memory_loss.targets='soft' is not allowed"):
         compose("run", ["continual.memory_loss.targets=soft"])
@@ -83,7 +84,6 @@ def test_the_memory_loss_config_is_checked():
 
 
 def test_the_asymmetric_loss_scores_incoming_rows_over_their_task_and_replayed_rows_over_all():
-    from condense.replay import AsymmetricLoss
 
     logits = torch.tensor([[2.0, 1.0, 0.5, -0.5], [0.0, 3.0, 1.0, 2.0], [1.0, -1.0, 2.0, 0.0]])
     targets = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])

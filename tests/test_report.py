@@ -1,4 +1,4 @@
-"""condense.report's numbers and tables, and docs/results.md regenerated from the committed results files."""
+"""condense.report.tables's numbers and tables, and docs/results.md regenerated from the committed results files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from condense.bench.report import write_report
-from condense.report import figure_path, points, pooled, section_header, signed_points, table_head, table_row
+from condense.report.tables import figure_path, points, pooled, section_header, signed_points, table_head, table_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +75,8 @@ def test_the_report_side_reads_results_without_loading_models_or_data():
         "from condense.bench import EXPERIMENTS, reporter\n"
         "import condense.bench.report\n"
         "[reporter(name) for name in EXPERIMENTS]\n"
-        "running = ['transformers', 'sklearn', 'condense.models', 'condense.pipeline', 'condense.evaluate',\n"
-        "           'condense.bench.common', 'condense.prompting', 'condense.heads']\n"
+        "running = ['transformers', 'sklearn', 'condense.models.encoders', 'condense.jobs.distill_task', 'condense.eval.protocols',\n"
+        "           'condense.bench.common', 'condense.eval.prompting', 'condense.models.heads']\n"
         "print([name for name in running if name in sys.modules])\n"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
@@ -86,7 +86,7 @@ def test_the_report_side_reads_results_without_loading_models_or_data():
 def _sequence_results(bwt_by_strategy: dict[str, dict[str, list[float]]], finals: dict[str, dict[str, list[float]]]) -> dict:
     """A two-task results dict: sequential runs whose first-task accuracy drops by the given BWT per seed from 0.8,
     and one-row runs (joint, merged) with the given final accuracies."""
-    from condense.report import summarize_runs
+    from condense.report.tables import summarize_runs
 
     runs = []
     for scenario, by_strategy in bwt_by_strategy.items():
@@ -153,7 +153,7 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
         results = _sequence_results({"class": {s: [bwt] * len(seeds) for s in strategies}}, {})
         for run in results["runs"]:
             run["memory_fit"] = [{"loss": 0.1, "examples": 2}, {"loss": 0.1, "examples": 2}]
-        from condense.report import summarize_runs
+        from condense.report.tables import summarize_runs
         results["summary"] = {"class": {s: summarize_runs([r for r in results["runs"] if r["strategy"] == s]) for s in strategies}}
         results["config"] = {"continual": {"memory_per_class": memory, "seeds": list(seeds), "strategies": strategies}}
         if name:
@@ -201,7 +201,6 @@ def test_a_memory_sweep_groups_runs_that_differ_only_in_memory_and_plots_them(tm
     # from them, a job of their own (here at a single memory, so no sweep at all).
     import dataclasses
 
-    from condense.schema import LearnerDistillConfig
     own = at(1, -0.2, ["random_replay", "herding_distilled_replay"], name="continual_full_hd_a_then_b")
     own["config"]["continual"]["learner_distill"] = dataclasses.asdict(LearnerDistillConfig())
     assert memory_sweeps([one, two, own])[(("a", "b"), "")][1]["files"] == ["continual_full_a_then_b", "continual_full_hd_a_then_b"]
@@ -223,8 +222,8 @@ def test_a_results_file_made_under_other_defaults_names_the_overrides_that_give_
     import json
 
     from condense.bench.continual_report import ADDED_SETTINGS, REPRODUCED_GROUPS, regeneration
-    from condense.collect import flatten
-    from condense.config import compose
+    from condense.jobs.collect import flatten
+    from condense.config.parsing import compose
 
     job = dataclasses.asdict(compose("run", ["task_sequence=sst2_then_agnews"]))
     results = {"config": {**{g: job[g] for g in REPRODUCED_GROUPS}, "overrides": ["task_sequence=sst2_then_agnews"]}}

@@ -13,12 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from condense import checkpoint
-from condense.artifact import DistilledSet
-from condense.config import compose
-from condense.features import encode_tokens, tokenize
-from condense.outer import RealData, distill, initial_set
-from condense.pipeline import distill_task
+from condense.distill import checkpoint
+from condense.artifact.distilled_set import DistilledSet
+from condense.config.parsing import compose
+from condense.models.features import encode_tokens, tokenize
+from condense.distill.loop import RealData, distill
+from condense.distill.start import initial_set
+from condense.jobs.distill_task import distill_task
 
 TEXTS = ["stocks market profit bank"] * 4 + ["football match goal team"] * 4
 LABELS = torch.tensor([0] * 4 + [1] * 4)

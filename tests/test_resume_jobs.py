@@ -20,8 +20,8 @@ import pytest
 
 import condense
 from condense.bench.__main__ import run_experiment
-from condense.config import compose
-from condense.sequence import run_sequence
+from condense.config.parsing import compose
+from condense.jobs.sequence import run_sequence
 
 REPO = Path(condense.__file__).resolve().parents[1]
 TIMEOUT = 600  # seconds per job: generous, for a machine busy with other work
@@ -167,7 +167,7 @@ def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_sh
 ):
     in_a_folder_of_its_own(tmp_path / "jobs", tmp_path / "cache", monkeypatch)
     first = run_sequence(compose("run", [*tiny_sequence_overrides("run", "[0,1]"), "continual.strategies=[naive,random_replay]"]))
-    caplog.set_level("INFO", logger="condense.sequence")
+    caplog.set_level("INFO", logger="condense.jobs.sequence")
 
     # Reordered strategies, one scenario, one seed of the two, and a strategy the first job did not run.
     subset = [*tiny_sequence_overrides("run", "[1]"), "continual.strategies=[random_replay,naive,joint]",
@@ -189,7 +189,7 @@ def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_sh
 
 
 def test_a_runs_key_keeps_the_strategy_owned_settings_of_its_own_strategy_only():
-    from condense.sequence import _run_settings
+    from condense.jobs.sequence import _run_settings
 
     settings = {"continual": {"seeds": [0], "lr": 0.1, "learner_distill": {"outer_steps": 9},
                               "condensation": {"steps": 2}}, "model": {"name": "m"}}

@@ -1,8 +1,8 @@
 """Real MiniLM on real AG News: the decoded text must carry the knowledge (minutes; run with -m slow)."""
 
 import pytest
-from condense.config import compose
-from condense.pipeline import distill_task
+from condense.config.parsing import compose
+from condense.jobs.distill_task import distill_task
 
 
 @pytest.mark.slow

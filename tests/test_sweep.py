@@ -14,11 +14,13 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from omegaconf import OmegaConf
 
-from condense import pipeline, search, sweep
-from condense.collect import collect
-from condense.config import ConfigError, compose
-from condense.data import DataError, task_from_config
-from condense.pipeline import distill_task
+from condense.jobs import distill_task as pipeline
+from condense.jobs import search
+from condense import sweep
+from condense.jobs.collect import collect
+from condense.config.parsing import ConfigError, compose
+from condense.data.tasks import DataError, task_from_config
+from condense.jobs.distill_task import distill_task
 
 TINY = ["model.name={bert}", "eval=smoke", "eval.baselines=[]", "eval.finetune.n_inits=0", "distill.outer_steps=2",
         "distill.seq_len=8", "distill.real_batch_size=8"]
@@ -36,7 +38,7 @@ def run_sweep(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
 
 
 def hydra_node(*overrides: str):
-    with initialize_config_module(config_module="condense.conf", version_base="1.3"):
+    with initialize_config_module(config_module="condense.configs", version_base="1.3"):
         return hydra_compose("config", overrides=list(overrides), return_hydra_config=True).hydra
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from condense.artifact import EMBEDDINGS_FILE, META_FILE, METRICS_FILE, TEXT_FILE, ArtifactError, DistilledSet
+from condense.artifact.distilled_set import EMBEDDINGS_FILE, META_FILE, METRICS_FILE, TEXT_FILE, ArtifactError, DistilledSet
 from condense.cache import (
     JOURNAL_PREFIX,
     atomic_directory,
@@ -28,7 +28,7 @@ from condense.cache import (
     locked,
     read_json,
 )
-from condense.plots import plt  # the Agg backend: files only
+from condense.report.plots import plt  # the Agg backend: files only
 
 # fork, not spawn: the child has torch and condense imported already, so it starts writing within milliseconds and
 # a random delay lands in its writes instead of in seconds of imports.

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
 
-from condense.schema import EXPERIMENTS  # the config's list of choices is the list of modules here
+from condense.config.schema import EXPERIMENTS  # the config's list of choices is the list of modules here
 
 __all__ = ["EXPERIMENTS", "reporter", "runner", "summarizer"]
 

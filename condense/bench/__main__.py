@@ -19,9 +19,9 @@ from pathlib import Path
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from condense.config import ConfigError, compose
-from condense.schema import EXPERIMENTS
-from condense.schema_bench import BenchJob
+from condense.config.parsing import ConfigError, compose
+from condense.config.schema import EXPERIMENTS
+from condense.config.bench import BenchJob
 
 log = logging.getLogger("condense.bench")
 USAGE = f"usage: condense-bench <{'|'.join(EXPERIMENTS)}|all> [overrides, e.g. bench=paper eval=paper device=cuda]"
@@ -35,7 +35,7 @@ def run_experiment(name: str, job: BenchJob, command: str) -> dict:
 
     from condense.bench import common
     from condense.cache import atomic_write_json, to_jsonable
-    from condense.report import machine
+    from condense.report.tables import machine
 
     module = importlib.import_module(f"condense.bench.{name}")
     torch.set_num_threads(job.threads)

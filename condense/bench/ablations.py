@@ -2,7 +2,7 @@
 
 Each factor changes one thing of ``distill=head`` (learned soft labels, T=10 unrolled SGD steps on a fresh linear
 head, initialisation from real text, straight-through text projection): hard labels; T in {1, 3}; the inner loop
-training the last encoder block or every weight (``condense/conf/distill/last_layer.yaml``, ``all.yaml``); momentum or
+training the last encoder block or every weight (``configs/distill/last_layer.yaml``, ``all.yaml``); momentum or
 Adam inner steps; noise initialisation; continuous embeddings instead of text. Every variant is evaluated under its
 own learned protocol. The label-only effect is separated on real inputs: a random real subset of the same size is
 trained on with hard labels, with the learned labels of the distilled set, and with labels learned for it.
@@ -31,11 +31,12 @@ from condense.bench.common import (
     training_form,
 )
 from condense.cache import to_jsonable
-from condense.config import preset
-from condense.coresets import select_coreset
-from condense.outer import learn_labels, real_examples_set
-from condense.report import points, pooled
-from condense.schema_bench import BenchJob
+from condense.config.parsing import preset
+from condense.data.coresets import select_coreset
+from condense.distill.loop import learn_labels
+from condense.distill.start import real_examples_set
+from condense.report.tables import points, pooled
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -21,27 +21,19 @@ from typing import Any
 import torch
 
 import condense
-from condense.artifact import DistilledSet, InnerProtocol, TrainingSet
+from condense.artifact.distilled_set import DistilledSet, InnerProtocol, TrainingSet
 from condense.cache import cache_dir, cached_json, digest, to_jsonable
-from condense.config import check_distill, task_config, validate
-from condense.data import Task
-from condense.evaluate import HeldOutData, learned_protocol
-from condense.features import text_features, tokenize
-from condense.models import Encoder
-from condense.outer import RealData
-from condense.pipeline import (
-    cached_distillation_dir,
-    distilled_set,
-    evaluate_against_baselines,
-    finished_distillation,
-    held_out_data,
-    job_encoder,
-    load_task_config,
-    real_data,
-    task_labels,
-)
-from condense.schema import DistillConfig, DistillJob
-from condense.schema_bench import BenchJob
+from condense.config.parsing import check_distill, task_config, validate
+from condense.data.tasks import Task
+from condense.eval.protocols import HeldOutData, learned_protocol
+from condense.models.features import text_features, tokenize
+from condense.models.encoders import Encoder
+from condense.distill.loop import RealData
+from condense.jobs.distill_task import cached_distillation_dir, distilled_set, finished_distillation, job_encoder, load_task_config, task_labels
+from condense.eval.baselines import evaluate_against_baselines, held_out_data
+from condense.distill.loop import real_data
+from condense.config.schema import DistillConfig, DistillJob
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +61,7 @@ _LOADED: dict[str, TaskData] = {}
 
 
 def task_data(job: BenchJob, entry) -> TaskData:
-    """The task named by ``entry`` (a ``conf/task/`` name or a mapping, as in a task sequence), loaded once."""
+    """The task named by ``entry`` (a ``configs/task/`` name or a mapping, as in a task sequence), loaded once."""
     key = json.dumps(to_jsonable([job.model, job.distill, job.eval, job.threads, job.device, job.precision, entry]))
     if key not in _LOADED:
         task_cfg = task_config(entry, "bench.tasks")

@@ -18,7 +18,7 @@ distillation cost is paid back (:func:`condense.bench.compute_savings.savings`).
 sets; ``compute_streams`` trains on the full data, ``compute_report`` writes the section of ``docs/results.md``.
 
 Every measurement (a set's models in one form, a stream of one seed, the encoding sample) is a cell keyed by this
-machine (:func:`condense.report.machine`) as well: an interrupted run resumes with the timings it had measured,
+machine (:func:`condense.report.tables.machine`) as well: an interrupted run resumes with the timings it had measured,
 and timings are never reused from another machine or thread count.
 """
 
@@ -33,19 +33,19 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from condense.artifact import DistilledSet
+from condense.artifact.distilled_set import DistilledSet
 from condense.bench.common import TaskData, cell, studied_set, task_data, training_form
 from condense.bench.compute_savings import savings
 from condense.bench.compute_streams import finetune_stream, head_stream
 from condense.cache import to_jsonable
-from condense.evaluate import accuracy, finetune
-from condense.features import encode_tokens, tokenize
-from condense.heads import fresh_head
-from condense.inner import soft_cross_entropy, unrolled_train
-from condense.models import encode, linear_head
-from condense.report import machine, summarize_values
-from condense.schema import FinetuneRecipe
-from condense.schema_bench import BenchJob, ComputeBench
+from condense.eval.protocols import accuracy, finetune
+from condense.models.features import encode_tokens, tokenize
+from condense.models.heads import fresh_head
+from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.models.encoders import encode, linear_head
+from condense.report.tables import machine, summarize_values
+from condense.config.schema import FinetuneRecipe
+from condense.config.bench import BenchJob, ComputeBench
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def head_streams(data: TaskData, texts: list[str], settings: ComputeBench, raw_t
 
 def distilled_head(data: TaskData, sets: list[DistilledSet], form: str, n_inits: int, seed: int) -> dict:
     """Fresh heads trained by each set's learned inner protocol: each model's clock covers preparing and encoding
-    the set and the T steps, as :func:`condense.evaluate.learned_protocol` trains them."""
+    the set and the T steps, as :func:`condense.eval.protocols.learned_protocol` trains them."""
     runs = [measured(data, "heads on a distilled set",
                      lambda distilled=distilled: _distilled_heads(data, distilled, form, n_inits, seed),
                      distill=distilled.meta["config"]["distill"], form=form, n_inits=n_inits, seed=seed)
@@ -190,7 +190,7 @@ def _distilled_heads(data: TaskData, distilled: DistilledSet, form: str, n_inits
 
 
 def finetune_examples(size: int, recipe: FinetuneRecipe) -> int:
-    """Examples :func:`condense.evaluate.finetune` processes on a set of ``size``: its steps' batches, repeats
+    """Examples :func:`condense.eval.protocols.finetune` processes on a set of ``size``: its steps' batches, repeats
     counted."""
     steps = max(recipe.min_steps, recipe.epochs * math.ceil(size / recipe.batch_size))
     per_epoch = [min(recipe.batch_size, size - start) for start in range(0, size, recipe.batch_size)]

@@ -11,8 +11,8 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from condense.bench.compute_savings import Curve
 from condense.cache import atomic_savefig
-from condense.plots import plt
-from condense.report import figure_path, points, section_header, summarize_values, table_head, table_row
+from condense.report.plots import plt
+from condense.report.tables import figure_path, points, section_header, summarize_values, table_head, table_row
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from condense.report import summarize_values
+from condense.report.tables import summarize_values
 
 Curve = dict[str, list[float]]  # "examples", "seconds", "accuracy": one entry per evaluation, the first at 0 examples
 

@@ -12,11 +12,11 @@ from tqdm.auto import tqdm
 
 from condense.bench.common import TaskData
 from condense.bench.compute_savings import Curve
-from condense.evaluate import accuracy, finetune_start, shuffled_batches
-from condense.features import tokenize
-from condense.heads import fresh_head, head_accuracy, head_optimizer, head_step
-from condense.models import classify, encode
-from condense.schema import FinetuneRecipe
+from condense.eval.protocols import accuracy, finetune_start, shuffled_batches
+from condense.models.features import tokenize
+from condense.models.heads import fresh_head, head_accuracy, head_optimizer, head_step
+from condense.models.encoders import classify, encode
+from condense.config.schema import FinetuneRecipe
 
 
 def stream_batches(
@@ -100,7 +100,7 @@ def finetune_stream(
     on the encoder-test subsample re-encoded with the weights trained so far."""
     encoder = data.encoder
     generator = torch.Generator().manual_seed(seed)
-    # The start condense.evaluate.finetune trains the distilled set from: the recipe's weights, a fresh head, AdamW.
+    # The start condense.eval.protocols.finetune trains the distilled set from: the recipe's weights, a fresh head, AdamW.
     params, optimizer = finetune_start(encoder, recipe, data.task.num_classes, generator)
     head = {k: v for k, v in params.items() if k.startswith("head.")}
 

@@ -9,11 +9,11 @@ import re
 import shlex
 from pathlib import Path
 
-from condense.collect import flatten
-from condense.config import compose
-from condense.plots import accuracy_matrices, forgetting_curves, memory_sweep
-from condense.report import points, results_table, summarize_values, table_head
-from condense.schema import STRATEGY_SETTINGS, ContinualConfig
+from condense.jobs.collect import flatten
+from condense.config.parsing import compose
+from condense.report.plots import accuracy_matrices, forgetting_curves, memory_sweep
+from condense.report.tables import points, results_table, summarize_values, table_head
+from condense.config.schema import ContinualConfig
 
 
 def task_bwt(runs: list[dict], scenario: str, strategy: str, task: int = 0) -> dict[int, float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 
-from condense.config import preset
-from condense.report import SETS, points, table_head, table_row
-from condense.schema import BASELINES, DistillConfig
+from condense.config.parsing import preset
+from condense.report.tables import SETS, points, table_head, table_row
+from condense.config.schema import BASELINES, DistillConfig
 
 TASKS = ("ag_news", "sst2", "imdb", "rotten_tomatoes")
 CORESETS = BASELINES

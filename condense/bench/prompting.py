@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 
 from condense.bench.common import TaskData, cell, studied_set, task_data
 from condense.bench.prompting_report import CONDITIONS
-from condense.device import resolve_device
-from condense.pipeline import fixed_subsample
-from condense.prompting import (
+from condense.config.device import resolve_device
+from condense.data.sampling import fixed_subsample
+from condense.eval.prompting import (
     classify,
     count_tokens,
     instruction,
@@ -31,8 +31,8 @@ from condense.prompting import (
     render_query,
     truncate,
 )
-from condense.report import summarize_values
-from condense.schema_bench import BenchJob
+from condense.report.tables import summarize_values
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from condense.cache import atomic_savefig
-from condense.plots import plt
-from condense.report import figure_path, section_header, signed_points, table_head, table_row
+from condense.report.plots import plt
+from condense.report.tables import figure_path, section_header, signed_points, table_head, table_row
 
 CONDITIONS = ("distilled", "random", "none")
 DESCRIPTIONS = {"distilled": "distilled (decoded text)", "random": "random real examples", "none": "none (zero-shot)"}

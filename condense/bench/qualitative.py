@@ -3,7 +3,7 @@
 For each task and distillation seed, every distilled example of the studied set with its soft label and
 decoded text; the real training examples nearest to it in the frozen encoder's feature space; statistics of
 its tokens against real text of its class cut to the same length; and the confidence of full-data linear
-probes (the head-mode reference of ``condense.evaluate``) on it, on its neighbours and on that real text.
+probes (the head-mode reference of ``condense.eval.protocols``) on it, on its neighbours and on that real text.
 
 Real comparison text is built like the distilled set's initialisation (``condense.distill.initial_set``):
 random training texts of the class, concatenated until the distilled examples' token budget is full, each
@@ -22,15 +22,15 @@ import torch
 import torch.nn.functional as F
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from condense.artifact import DistilledSet
+from condense.artifact.distilled_set import DistilledSet
 from condense.bench.common import TaskData, studied_set, task_data
 from condense.bench.qualitative_report import TOKEN_STATISTICS
-from condense.evaluate import probe_head
-from condense.features import cached_tensors, text_features
-from condense.heads import head_accuracy
-from condense.models import linear_head
-from condense.report import summarize_values
-from condense.schema_bench import BenchJob
+from condense.eval.protocols import probe_head
+from condense.models.features import cached_tensors, text_features
+from condense.models.heads import head_accuracy
+from condense.models.encoders import linear_head
+from condense.report.tables import summarize_values
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def real_windows(data: TaskData, label: int, count: int, length: int, generator:
 
 
 def _decoded(data: TaskData, ids: list[int]) -> str:
-    # As condense.decode.decode_texts writes the distilled text, so both sides are tokenized alike again.
+    # As condense.distill.decode.decode_texts writes the distilled text, so both sides are tokenized alike again.
     return data.encoder.tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from condense.report import points, section_header, table_head, table_row
+from condense.report.tables import points, section_header, table_head, table_row
 
 TOKEN_STATISTICS = {  # key of token_statistics -> how the report names it
     "stop_words": "stop words, % of words",
@@ -30,7 +30,7 @@ def report(results: dict, figures: Path) -> list[str]:
         "of the same class concatenated to the distilled examples' length, as distillation starts from; stop "
         "words are the share of words (WordPiece pieces joined, punctuation left out) in scikit-learn's English "
         "list, repeated tokens occurred earlier in the same example. Decoding keeps only tokens that survive a text "
-        "round trip (`condense.decode`), which rules `##` pieces out: distilled text has none by construction.",
+        "round trip (`condense.distill.decode`), which rules `##` pieces out: distilled text has none by construction.",
         "",
     ]
     for name, task in tasks.items():

@@ -5,7 +5,7 @@ final model under each refit variant, and the gain over no refit, paired by seed
 from __future__ import annotations
 
 from condense.bench.continual_report import method_overrides
-from condense.report import summarize_values, table_head
+from condense.report.tables import summarize_values, table_head
 
 
 def _first(scores: list[float]) -> float:

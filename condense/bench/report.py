@@ -15,7 +15,7 @@ from condense.bench.continual_report import continual_section, memory_sweep_sect
 from condense.bench.refit_report import refit_section
 from condense.bench.distill_report import TASKS, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.cache import atomic_write_text
-from condense.report import table_head
+from condense.report.tables import table_head
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ INTRO = [
     "outer loop with the inputs frozen, so a gap to `distilled` is the inputs' and not the labels'; `full` = the",
     "same model and parameter subset trained on all the training data (a linear probe for `head`; the",
     "fine-tuning recipe on a fixed 1,000-example training sample for `finetune` and for `all`, see",
-    "`condense/conf/eval/default.yaml`; the seed's table below uses every training row instead).",
+    "`configs/eval/default.yaml`; the seed's table below uses every training row instead).",
     "Models whose encoder trains are tested on a fixed random 300-example test subsample; frozen-encoder",
     "models on the whole test split.",
     "",

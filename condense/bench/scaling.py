@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from condense.bench.common import cell, cell_path, distilled, evaluate_sets, task_data
 from condense.bench.scaling_report import SETS
 from condense.cache import to_jsonable
-from condense.report import points, pooled
-from condense.schema_bench import BenchJob
+from condense.report.tables import points, pooled
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Entire: the standard recipe (``bench.seed_table.recipe``: AdamW on every weight, one epoch of batches of 32,
 linear warm-up and decay) on every training row the task loads, ``entire_seeds`` fresh heads and data orders,
-tested on the whole test split (:mod:`condense.reference`, cached). Distilled: the same recipe on k-per-class
+tested on the whole test split (:mod:`condense.eval.reference`, cached). Distilled: the same recipe on k-per-class
 sets, from ``n_inits`` fresh heads per distillation seed, tested on the encoder-test subsample
 (``eval.encoder_test_examples``): the head-mode set's decoded text; the sets distilled with every weight in the
 inner loop (``distill=all``, trained through the straight-through text projection, with and without attention
@@ -21,12 +21,13 @@ from tqdm.auto import tqdm
 from condense.bench.common import TaskData, cell, distilled, learned_accuracy, task_data, training_form
 from condense.bench.seed_table_report import encoder_set, head_set
 from condense.cache import to_jsonable
-from condense.config import preset, task_config
-from condense.evaluate import finetune_protocol
-from condense.pipeline import fixed_subsample, labelled_subset
-from condense.reference import entire_dataset_reference, summarize_reference
-from condense.report import points, pooled
-from condense.schema_bench import BenchJob
+from condense.config.parsing import preset, task_config
+from condense.eval.protocols import finetune_protocol
+from condense.data.sampling import fixed_subsample
+from condense.eval.baselines import labelled_subset
+from condense.eval.reference import entire_dataset_reference, summarize_reference
+from condense.report.tables import points, pooled
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from condense.report import points, section_header, table_head, table_row
+from condense.report.tables import points, section_header, table_head, table_row
 
 HEAD_SET = "head-mode text"
 COLUMNS = {"ag_news": "AG News", "imdb": "IMDB", "sst2": "SST-2", "rotten_tomatoes": "Rotten Tomatoes"}

@@ -21,7 +21,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from tqdm.auto import tqdm
 
-from condense.artifact import TrainingSet
+from condense.artifact.distilled_set import TrainingSet
 from condense.bench.common import (
     TaskData,
     cell,
@@ -34,12 +34,12 @@ from condense.bench.common import (
 )
 from condense.bench.transfer_report import BAG_OF_WORDS, RECIPES
 from condense.cache import to_jsonable
-from condense.coresets import select_coreset
-from condense.evaluate import finetune_protocol
-from condense.heads import head_accuracy, train_head
-from condense.models import encode
-from condense.report import points, pooled, summarize_values
-from condense.schema_bench import BenchJob
+from condense.data.coresets import select_coreset
+from condense.eval.protocols import finetune_protocol
+from condense.models.heads import head_accuracy, train_head
+from condense.models.encoders import encode
+from condense.report.tables import points, pooled, summarize_values
+from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
 

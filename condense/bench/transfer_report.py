@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from condense.cache import atomic_savefig
-from condense.plots import plt
-from condense.report import figure_path, points, section_header, table_head, table_row
+from condense.report.plots import plt
+from condense.report.tables import figure_path, points, section_header, table_head, table_row
 
 RECIPES = ("learned protocol, new heads", "head to convergence (Adam)", "top block + head (AdamW)",
            "all weights (AdamW)", "bag-of-words logistic regression")
