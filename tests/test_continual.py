@@ -14,13 +14,12 @@ import torch.nn.functional as F
 from condense.continual import strategies as continual
 from condense.jobs import sequence as sequence_module
 from condense.config.parsing import compose, task_config
-from condense.continual.strategies import MEMORIES, OPTIMIZERS, STRATEGIES, ContinualClassifier, SequenceData, benchmark, run_strategy
-from condense.continual.data import ExampleRows, Examples, LabelLayout, avalanche_dataset, collate
-from condense.continual.model import loss_and_accuracy
-from condense.condensed_memory import CondensedBuffer
+from condense.continual.strategies import OPTIMIZERS, STRATEGIES, run_strategy
+from condense.continual.data import SCENARIOS, ExampleRows, Examples, LabelLayout, SequenceData, avalanche_dataset, benchmark, collate
+from condense.continual.model import ContinualClassifier, loss_and_accuracy
 from condense.models.encoders import Encoder, hidden_states_below, load_encoder, top_blocks
-from condense.continual.memories import DistilledBuffer, RealExamplesBuffer
-from condense.config.schema import ContinualConfig
+from condense.continual.memories import MEMORIES, DistilledBuffer, MeanMatchedBuffer, RealExamplesBuffer
+from condense.config.schema import ContinualConfig, MeanMatchingConfig, RefitConfig
 from condense.jobs.sequence import run_sequence
 
 
@@ -124,7 +123,8 @@ def test_loss_and_accuracy_are_the_mean_cross_entropy_and_fraction_correct_over_
 
 def _settings(**changes) -> ContinualConfig:
     values = dict(memory_per_class=1, trainable_layers=1, batch_size=4, replay_batch_size=2, epochs=1, optimizer="adam",
-                  lr=1e-3, merged_only_epochs=3, curve_points_per_experience=2)
+                  lr=1e-3, curve_points_per_experience=2, refit=RefitConfig(steps=3),
+                  mean_matched_replay=MeanMatchingConfig(steps=3))
     return ContinualConfig(**{**values, **changes})
 
 
@@ -132,24 +132,20 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
     torch.manual_seed(0)
     layout = LabelLayout(scenario, [2, 2])
     per_task = [(_examples(8, 5, t, layout, 2), _examples(4, 5, t, layout, 2)) for t in range(2)]
-    distilled = {form: [_examples(2, 5, t, layout, 2) for t in range(2)] for form in ("embedding", "text")}
-    merged_parts = distilled["embedding"]
-    merged = Examples(*(torch.cat([getattr(e, f) for e in merged_parts]) for f in ("hidden_states", "attention_mask", "targets", "task_ids")))
-    lrs = torch.tensor([[0.5, 0.1], [0.4, 0.2]])  # two learned steps: (head, encoder)
-    # The jointly re-distilled set: soft labels with mass on the other task's classes (class layout), three steps.
-    joint = _examples(6, 5, 0, layout, 2)
-    joint.task_ids[3:] = 1
-    joint.targets[:] = torch.softmax(torch.randn(6, layout.width), 1)
-    joint_lrs = torch.tensor([[0.3, 0.05], [0.2, 0.1], [0.1, 0.0]])
+    texts = [_examples(2, 5, t, layout, 2) for t in range(2)]
+    # The super-dataset: soft labels with mass on the other task's classes (class layout), three learned steps.
+    merged = _examples(6, 5, 0, layout, 2)
+    merged.task_ids[3:] = 1
+    merged.targets[:] = torch.softmax(torch.randn(6, layout.width), 1)
+    merged_lrs = torch.tensor([[0.3, 0.05], [0.2, 0.1], [0.1, 0.0]])  # (head, encoder) per step
     return SequenceData(layout, ["a", "b"], [tr for tr, _ in per_task], [te for _, te in per_task],
-                        [te.subset(torch.arange(2)) for _, te in per_task], distilled, merged, lrs, joint, joint_lrs)
+                        [te.subset(torch.arange(2)) for _, te in per_task], texts, merged, merged_lrs)
 
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
-    assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_replay", "distilled_text_replay",
-                                 "condensed_replay", "learner_distilled_replay", "herding_distilled_replay", "joint",
-                                 "merged_only", "merged_learned", "merged_joint")
-    assert tuple(continual.SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
+    assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_text_replay", "mean_matched_replay",
+                                 "joint", "super_dataset")
+    assert tuple(SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
     bench = benchmark(data.train, data.test, data.layout)
@@ -157,39 +153,32 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     plans = {name: build(model, data, bench, settings, 2) for name, build in STRATEGIES.items()}
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
-                        "distilled_replay": "DistilledBuffer", "distilled_text_replay": "DistilledBuffer",
-                        "condensed_replay": "CondensedBuffer", "learner_distilled_replay": "LearnerDistilledBuffer",
-                        "herding_distilled_replay": "LearnerDistilledBuffer", "joint": None, "merged_only": None,
-                        "merged_learned": None, "merged_joint": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 8 + ["JointTraining", "Naive", "Naive", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 8 + [1, 1, 1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 9 + [3, 2, 3]  # merged_learned/joint: an epoch per learned step
-    assert len(plans["merged_only"].train_on[0].dataset) == 4  # the merged sets' 2 + 2 examples
-    assert len(plans["merged_joint"].train_on[0].dataset) == 6
+                        "distilled_text_replay": "DistilledBuffer", "mean_matched_replay": "MeanMatchedBuffer",
+                        "joint": None, "super_dataset": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 5 + ["JointTraining", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 5 + [1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 6 + [3]  # super_dataset: an epoch per learned step
+    assert len(plans["super_dataset"].train_on[0].dataset) == 6
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
-    assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(
-        data.distilled["text"][1].hidden_states[0])
-    # Exactly the strategies of USES_DISTILLED_SETS read the distilled sets: the others build without them.
-    bare = dataclasses.replace(data, distilled={}, merged=None, merged_joint=None)
+    assert type(plans["random_replay"].memory.selection_strategy).__name__ == "RandomExemplarsSelectionStrategy"
+    assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(data.distilled_text[1].hidden_states[0])
+    assert plans["mean_matched_replay"].memory.settings == settings.mean_matched_replay
+    # Only the strategies that read distilled data need it: the others build without it, those fail naming it.
+    bare = dataclasses.replace(data, distilled_text=None, super_dataset=None, super_dataset_lrs=None)
     for name, build in STRATEGIES.items():
-        if name in continual.USES_DISTILLED_SETS:
-            with pytest.raises((KeyError, AttributeError, ValueError)):
+        if name in ("distilled_text_replay", "super_dataset"):
+            with pytest.raises(ValueError, match=f"{name} needs"):
                 build(model, bare, bench, settings, 2)
         else:
             build(model, bare, bench, settings, 2)
-    assert set(MEMORIES) == {"random", "herding", "distilled", "distilled_text", "condensed", "learner_distilled",
-                             "herding_distilled"}
-    assert [plans[name].memory.start_from for name in ("learner_distilled_replay", "herding_distilled_replay")] == [
-        "random", "herding"]
-    assert isinstance(MEMORIES["random"](model, data, settings, 2), RealExamplesBuffer)
-    assert isinstance(MEMORIES["distilled"](model, data, settings, 2), DistilledBuffer)
+    assert set(MEMORIES) == {"random", "herding", "distilled_text", "mean_matched"}
     sgd = OPTIMIZERS["sgd"](model.parameters(), 0.5)
     assert type(sgd).__name__ == "SGD" and sgd.defaults["momentum"] == 0.9 and sgd.defaults["lr"] == 0.5
     assert type(OPTIMIZERS["adam"](model.parameters(), 0.5)).__name__ == "Adam"
 
 
 @pytest.mark.parametrize(("name", "settings", "message"), [
-    ("ewc", _settings(), r"continual.strategies: unknown 'ewc'; choose from \['condensed_replay', 'distilled_replay', .*'naive'"),
+    ("ewc", _settings(), r"continual.strategies: unknown 'ewc'; choose from \['distilled_text_replay', 'herding_replay', 'joint', .*'naive'"),
     ("naive", _settings(optimizer="rmsprop"), r"continual.optimizer: unknown 'rmsprop'; choose from \['adam', 'sgd'\]"),
 ])
 def test_run_strategy_rejects_unknown_names_before_building_anything(tiny_bert, monkeypatch, name, settings, message):
@@ -227,11 +216,12 @@ def test_a_strategy_trains_where_the_encoder_is(tiny_bert, monkeypatch):
 
 
 def test_every_training_call_gets_the_configured_curve_points_however_many_iterations_it_runs(tiny_bert):
-    # 8 rows a task in batches of 4: a task is 2 iterations, joint training 4, the merged set's 4 rows 12 epochs.
-    settings = _settings(curve_points_per_experience=2, merged_only_epochs=12)
+    # 8 rows a task in batches of 4: a task is 2 iterations, joint training 4; the super-dataset is one full batch per
+    # learned step, 3 of them.
+    settings = _settings(curve_points_per_experience=2)
     iterations = {name: [point["iteration"] for point in run_strategy(name, tiny_bert, _sequence_data(), settings, 0)["curve"]]
-                  for name in ("naive", "joint", "merged_only")}
-    assert iterations == {"naive": [0, 1, 2, 3, 4], "joint": [0, 2, 4], "merged_only": [0, 6, 12]}
+                  for name in ("naive", "joint", "super_dataset")}
+    assert iterations == {"naive": [0, 1, 2, 3, 4], "joint": [0, 2, 4], "super_dataset": [0, 1, 2, 3]}
 
 
 @pytest.fixture
@@ -264,37 +254,22 @@ def _assert_same_weights(trained: torch.nn.Module, expected: torch.nn.Module) ->
 
 
 @pytest.mark.parametrize(("scenario", "head_only"), [("task", False), ("class", False), ("class", True)])
-def test_merged_learned_is_the_sets_own_loop_full_batch_sgd_at_the_learned_rates(tiny_bert, built_models, scenario, head_only):
+def test_the_super_dataset_is_trained_by_its_own_loop_full_batch_sgd_at_its_learned_rates(tiny_bert, built_models,
+                                                                                            scenario, head_only):
     data = _sequence_data(scenario)
     if head_only:  # sets distilled with the encoder frozen have one learning rate per step, the head's
-        data = dataclasses.replace(data, merged_lrs=data.merged_lrs[:, 0])
-    run_strategy("merged_learned", tiny_bert, data, _settings(), seed=3)
-    continual.RNGManager.set_random_seeds(3)
+        data = dataclasses.replace(data, super_dataset_lrs=data.super_dataset_lrs[:, 0])
+    run_strategy("super_dataset", tiny_bert, data, _settings(), seed=5)
+    continual.RNGManager.set_random_seeds(5)
     model = ContinualClassifier(tiny_bert, 1, data.layout).eval()  # the run's fresh model: same seed, same draws
-    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.merged)])
-    tasks = batch["task_ids"]
+    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.super_dataset)])
     initial = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
-    lrs = data.merged_lrs.tolist() if not head_only else [(lr, 0.0) for lr in data.merged_lrs.tolist()]
-    _full_batch_sgd(model, batch, targets, lrs,  # each set's own mean, summed
-                    lambda logits, targets: sum(F.cross_entropy(logits[tasks == t], targets[tasks == t]) for t in (0, 1)))
+    lrs = data.super_dataset_lrs.tolist() if not head_only else [(lr, 0.0) for lr in data.super_dataset_lrs.tolist()]
+    # The loss the set was distilled with: one mean cross-entropy over its rows.
+    _full_batch_sgd(model, batch, targets, lrs, lambda logits, targets: -(targets * torch.log_softmax(logits, 1)).sum(1).mean())
     _assert_same_weights(built_models[0], model)
     moved = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, initial[name])}
     assert "heads.0.weight" in moved and any(name.startswith("blocks.") for name in moved) != head_only
-
-
-@pytest.mark.parametrize("scenario", ["task", "class"])
-def test_merged_joint_is_full_batch_sgd_at_its_learned_rates_on_one_mean_over_every_row(tiny_bert, built_models, scenario):
-    data = _sequence_data(scenario)
-    run_strategy("merged_joint", tiny_bert, data, _settings(), seed=5)
-    continual.RNGManager.set_random_seeds(5)
-    model = ContinualClassifier(tiny_bert, 1, data.layout).eval()
-    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.merged_joint)])
-    # The loss the joint set was distilled with: one mean over its rows, not a sum of per-task means.
-    _full_batch_sgd(model, batch, targets, data.merged_joint_lrs.tolist(),
-                    lambda logits, targets: -(targets * torch.log_softmax(logits, 1)).sum(1).mean())
-    _assert_same_weights(built_models[0], model)
-    with pytest.raises(ValueError, match="merged_joint needs the jointly re-distilled merged set"):
-        run_strategy("merged_joint", tiny_bert, dataclasses.replace(data, merged_joint=None), _settings(), seed=5)
 
 
 @pytest.fixture
@@ -310,18 +285,18 @@ def _is_count_over(value: float, total: int) -> bool:
 
 
 def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_config, tmp_path):
-    cfg = sequence_config(tmp_path / "run")
+    cfg = sequence_config(tmp_path / "run", "continual.scenarios=[task,class]")
     results = run_sequence(cfg)
     out = tmp_path / "run"
     for name in ("results.json", "results.md", "forgetting_curves.png", "accuracy_matrices.png"):
         assert (out / name).stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     assert saved["sequence"] == ["topics", "mood"] and set(saved["summary"]) == {"task", "class"}
-    assert len(saved["runs"]) == 2 * len(DEFAULT_STRATEGIES) * 2
+    assert len(saved["runs"]) == 2 * len(STRATEGIES) * 2
     initial: dict = {}
     for run in saved["runs"]:
         matrix = run["accuracy_matrix"]
-        sequential = run["strategy"] not in ("joint", "merged_only", "merged_learned")
+        sequential = run["strategy"] not in ("joint", "super_dataset")
         assert len(matrix) == (2 if sequential else 1) and all(len(row) == 2 for row in matrix)
         # 8 test examples per task: every accuracy is a count of them.
         assert all(_is_count_over(a, 8) for row in [*matrix, run["initial_accuracy"]] for a in row)
@@ -347,7 +322,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
     summary = saved["summary"]["class"]["naive"]
     assert summary["bwt"]["n"] == 2 and summary["final_accuracy"][0]["n"] == 2
     assert saved["summary"]["task"]["joint"]["bwt"] is None
-    assert "| distilled_replay |" in (out / "results.md").read_text()
+    assert "| mean_matched_replay |" in (out / "results.md").read_text()
     assert results["summary"] == saved["summary"]
 
     # Finished runs are read back: a second invocation trains nothing.
@@ -374,23 +349,23 @@ def test_replay_buffers_keep_memory_per_class_of_each_past_task(sequence_config,
     def spy(self, strategy, *args, **kwargs):
         buffer = self.storage_policy.buffer
         sizes.append((type(self.storage_policy).__name__, len(buffer), strategy.experience.current_experience))
-        if isinstance(self.storage_policy, (RealExamplesBuffer, CondensedBuffer)) and len(buffer):
+        if isinstance(self.storage_policy, (RealExamplesBuffer, MeanMatchedBuffer)) and len(buffer):
             classes.append(sorted(int(buffer[i][1].argmax()) for i in range(len(buffer))))
         return original(self, strategy, *args, **kwargs)
 
     monkeypatch.setattr(ReplayPlugin, "before_training_exp", spy)
     tasks = [f"{{name: topics, path: '{tiny_task_dir}'}}", f"{{name: mood, path: '{tiny_sentiment_dir}'}}"]
     cfg = sequence_config(tmp_path / "run",
-        "continual.strategies=[random_replay,herding_replay,distilled_replay,distilled_text_replay,condensed_replay]",
+        "continual.strategies=[random_replay,herding_replay,distilled_text_replay,mean_matched_replay]",
         "continual.scenarios=[class]", "continual.seeds=[0]", f"continual.memory_per_class={per_class}",
         f"task_sequence.tasks=[{','.join(tasks[::-1] if mood_first else tasks)}]",
     )
     run_sequence(cfg)
-    assert sorted((name, size) for name, size, exp in sizes if exp == 1) == [("CondensedBuffer", kept),
-        ("DistilledBuffer", kept), ("DistilledBuffer", kept), ("RealExamplesBuffer", kept), ("RealExamplesBuffer", kept)]
-    assert sorted(size for _, size, exp in sizes if exp == 0) == [0, 0, 0, 0, 0]
+    assert sorted((name, size) for name, size, exp in sizes if exp == 1) == [
+        ("DistilledBuffer", kept), ("MeanMatchedBuffer", kept), ("RealExamplesBuffer", kept), ("RealExamplesBuffer", kept)]
+    assert sorted(size for _, size, exp in sizes if exp == 0) == [0, 0, 0, 0]
     first_classes = 2 if mood_first else 3
-    assert classes == [sorted(list(range(first_classes)) * per_class)] * 3  # class-balanced: random, herding, condensed
+    assert classes == [sorted(list(range(first_classes)) * per_class)] * 3  # class-balanced: random, herding, mean-matched
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from condense.eval.protocols import probe_head
 from condense.models.heads import fresh_head, head_accuracy, head_optimizer, train_head
-from condense.distill.inner import soft_cross_entropy
+from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import init_head, linear_head
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.distill.inner import unrolled_train
+from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import encoder_param_names, encoder_params, init_head, load_encoder
 from condense.distill.loop import RealData, outer_loss
 

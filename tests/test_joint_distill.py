@@ -53,7 +53,7 @@ def test_joint_real_data_is_every_tasks_training_sample_in_the_joint_label_space
     ids, mask = real.tokens["input_ids"], real.tokens["attention_mask"]
     assert ids.shape == mask.shape and ids.shape[0] == 12
     for part, (task, cfg) in enumerate(zip(tasks, cfgs)):
-        texts = [task.train["text"][i] for i in training_rows(task, 6).tolist()]
+        texts = [task.train["text"][i] for i in training_rows(task.train["label"], 6).tolist()]
         alone = tokenize(tiny_bert, texts, cfg.max_length)
         width = alone["input_ids"].shape[1]
         rows = slice(6 * part, 6 * part + 6)
@@ -61,7 +61,7 @@ def test_joint_real_data_is_every_tasks_training_sample_in_the_joint_label_space
         assert not mask[rows, width:].any()  # padded to the longer task's width with masked columns
     frozen = joint_real_data(tiny_bert, tasks, cfgs, rows_per_task=6, trains_encoder=False)
     assert frozen.tokens is None and frozen.labels.equal(real.labels)
-    texts = [tasks[1].train["text"][i] for i in training_rows(tasks[1], 6).tolist()]
+    texts = [tasks[1].train["text"][i] for i in training_rows(tasks[1].train["label"], 6).tolist()]
     torch.testing.assert_close(frozen.features[6:], text_features(tiny_bert, texts, cfgs[1].max_length))
 
 

@@ -41,7 +41,8 @@ from condense.cache import to_jsonable
 from condense.eval.protocols import accuracy, finetune
 from condense.models.features import encode_tokens, tokenize
 from condense.models.heads import fresh_head
-from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.distill.inner import unrolled_train
+from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import encode, linear_head
 from condense.report.tables import machine, summarize_values
 from condense.config.schema import FinetuneRecipe

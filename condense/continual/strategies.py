@@ -64,6 +64,7 @@ class StrategyPlan:
     train_on: list
     plugins: list = field(default_factory=list)
     optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None  # None: continual.optimizer
+    full_batch: bool = False  # an epoch is one step on every row at once, not continual.batch_size rows a step
 
 
 StrategyBuilder = Callable[[nn.Module, SequenceData, object, ContinualConfig, int], StrategyPlan]
@@ -92,7 +93,7 @@ def _super_dataset(model, data: SequenceData, bench, settings: ContinualConfig, 
     lrs = data.super_dataset_lrs
     only = benchmark([data.super_dataset], data.test, data.layout)
     return StrategyPlan(Naive, len(lrs), None, [only.train_stream[0]], plugins=[LearnedSteps(lrs)],
-                        optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0))
+                        optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0), full_batch=True)
 
 
 STRATEGIES: dict[str, StrategyBuilder] = {
@@ -148,7 +149,8 @@ def run_strategy(name: str, encoder: Encoder, data: SequenceData, settings: Cont
     plan = build(model, data, bench, settings, memory_size)
     # Counted on what the plan trains on: a super-dataset of a few rows trained for many epochs gets as many curve
     # points as a pass over a task's data, not one per handful of its iterations.
-    iterations = max(math.ceil(_rows(item) / settings.batch_size) for item in plan.train_on) * plan.epochs
+    per_epoch = 1 if plan.full_batch else max(math.ceil(_rows(item) / settings.batch_size) for item in plan.train_on)
+    iterations = per_epoch * plan.epochs
     curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     plugins: list = [curve, *plan.plugins]
     if plan.memory is not None:

@@ -4,13 +4,8 @@ trains on, and the fixed test sample models are scored on.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
-
-if TYPE_CHECKING:
-    from condense.data.tasks import Task
 
 
 def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
@@ -31,9 +26,10 @@ def stratified_indices(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(chosen))
 
 
-def training_rows(task: Task, size: int) -> np.ndarray:
-    """The stratified sample of ``size`` training rows every continual strategy trains on (all rows if fewer)."""
-    labels = np.asarray(task.train["label"])
+def training_rows(labels, size: int) -> np.ndarray:
+    """The stratified sample of ``size`` of a training split's rows (its ``labels``) that every continual strategy
+    trains on; all rows if there are fewer."""
+    labels = np.asarray(labels)
     return stratified_indices(labels, size, seed=0) if size < len(labels) else np.arange(len(labels))
 
 

@@ -10,26 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 import torch.utils.checkpoint
 
 Params = dict[str, torch.Tensor]
 Grads = list[torch.Tensor]
 
-
-def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets."""
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
-
-
 def _sgd(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
     return grads
-
 
 def _momentum(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
     state["m"] = [g if step == 0 else hyper["momentum"] * m + g for g, m in zip(grads, state["m"] or grads)]
     return state["m"]
-
 
 def _adam(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
     beta1, beta2 = hyper["betas"]
@@ -43,14 +34,12 @@ def _adam(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grad
     # turn the hypergradient into NaN wherever a gradient entry is exactly zero.
     return [(m / correction1) / torch.sqrt(v / correction2 + eps * eps) for m, v in zip(state["m"], state["v"])]
 
-
 # The inner optimisers by their config name (distill.inner_optimizer): each maps this step's gradients, its
 # running state and the step index to the update that is scaled by the step's learning rate.
 UPDATES: dict[str, Callable[[Grads, dict[str, Grads], int, dict], Grads]] = {
     "sgd": _sgd, "momentum": _momentum, "adam": _adam,
 }
 OPTIMIZERS = tuple(UPDATES)
-
 
 def unrolled_train(
     params: Params,
@@ -104,7 +93,6 @@ def unrolled_train(
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
             state = {k: [t.detach() for t in ts] for k, ts in state.items()}
     return params
-
 
 def _lr_for(name: str, step_lrs: torch.Tensor) -> torch.Tensor:
     if step_lrs.ndim == 0:

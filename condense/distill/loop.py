@@ -25,7 +25,8 @@ from condense.artifact.distilled_set import DistilledSet
 from condense.config.schema import DistillConfig
 from condense.data.tasks import Task
 from condense.distill.checkpoint import OuterState
-from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.distill.inner import unrolled_train
+from condense.models.heads import soft_cross_entropy
 from condense.distill.objective import set_loss
 from condense.distill.synthetic import SyntheticSet
 from condense.models.encoders import Encoder, encode, encoder_param_names, encoder_params, init_head, linear_head

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from condense.models.attention import AttentionSpec, kl_to_targets, select
-from condense.distill.inner import soft_cross_entropy
+from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import Encoder, classify, encode_attending, linear_head
 
 

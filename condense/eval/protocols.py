@@ -24,7 +24,8 @@ from tqdm.auto import tqdm
 from condense.artifact.distilled_set import InnerProtocol, TrainingSet
 from condense.models.features import encode_tokens, trim_padding
 from condense.models.heads import head_accuracy, train_head
-from condense.distill.inner import soft_cross_entropy, unrolled_train
+from condense.distill.inner import unrolled_train
+from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
 from condense.distill.objective import set_loss
 from condense.report.tables import summarize_values as summarize

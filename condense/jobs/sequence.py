@@ -72,7 +72,7 @@ def sequence_data(encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfi
     layout = LabelLayout(scenario, [task.num_classes for task in tasks])
     train, test, curve = [], [], []
     for index, (task, task_cfg) in enumerate(zip(tasks, task_cfgs)):
-        keep = training_rows(task, continual.train_examples_per_task)
+        keep = training_rows(task.train["label"], continual.train_examples_per_task)
         train.append(_real_examples(encoder, task, "train", keep, task_cfg.max_length, layers, layout, index))
         held_out = fixed_subsample(len(task.test), continual.test_examples_per_task).numpy()
         test.append(_real_examples(encoder, task, "test", held_out, task_cfg.max_length, layers, layout, index))

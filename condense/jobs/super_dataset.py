@@ -43,7 +43,7 @@ def joint_real_data(
     class counts before it): tokens padded to one length when the inner loop trains the encoder, else features."""
     labels, features, ids, masks, offset = [], [], [], [], 0
     for task, task_cfg in zip(tasks, task_cfgs):
-        keep = training_rows(task, rows_per_task)
+        keep = training_rows(task.train["label"], rows_per_task)
         texts = [task.train["text"][i] for i in keep.tolist()]
         labels.append(torch.as_tensor(np.asarray(task.train["label"])[keep], dtype=torch.int64) + offset)
         offset += task.num_classes

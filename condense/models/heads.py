@@ -14,11 +14,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from condense.distill.inner import soft_cross_entropy
 from condense.models.encoders import init_head, linear_head
 
 Head = dict[str, torch.Tensor]
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets."""
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def fresh_head(
