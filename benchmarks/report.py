@@ -1,8 +1,9 @@
-"""Write ``docs/results.md`` and ``docs/figures/`` from the committed JSON files in ``benchmarks/results/``.
+"""Write the results pages from the committed JSON files in ``benchmarks/results/``.
 
     python benchmarks/report.py
 
-The page itself is :func:`condense.bench.report.write_report`; this script only names the checkout's folders.
+``docs/results.md`` (the index), ``docs/results/*.md`` (a page per experiment), ``docs/figures/`` and the README's
+results table; :func:`condense.bench.report.write_report` does the work, this script only names the checkout's folders.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    doc = ROOT / "docs" / "results.md"
-    write_report(ROOT / "benchmarks" / "results", doc, ROOT / "docs" / "figures")
-    print(f"wrote {doc}")
+    for path in write_report(ROOT / "benchmarks" / "results", ROOT / "docs", ROOT / "README.md"):
+        print(f"wrote {path.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

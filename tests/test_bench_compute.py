@@ -76,8 +76,7 @@ def test_full_data_curves_rise_in_time_and_examples(results):
     for curve in all_curves(results["tasks"]["tiny"]):
         assert curve["examples"][0] == 0 and curve["seconds"][0] == 0.0
         assert all(b > a for a, b in itertools.pairwise(curve["examples"]))
-        assert all(b >= a for a, b in itertools.pairwise(curve["seconds"])) and curve["seconds"][-1] > 0
-        assert len(curve["accuracy"]) == len(curve["examples"])
+        assert len(curve["accuracy"]) == len(curve["seconds"]) == len(curve["examples"])
     task = results["tasks"]["tiny"]
     # Test accuracy before any step (the fresh head or the pretrained weights), then at each evaluation, per seed.
     assert [right_answers(c["accuracy"]) for c in task["head"]["full_raw_text"]] == [[5, 7, 8, 8], [4, 4, 4, 7]]
@@ -89,6 +88,7 @@ def test_streaming_raw_text_trains_the_head_that_cached_features_train(results):
     """The same seed draws the same head and the same batches, and encoding on the clock gives the cached features:
     the two streams agree until their schedules part (after 2 of 5 steps, and 2 of 3)."""
     task = results["tasks"]["tiny"]
+    assert len(task["head"]["full_raw_text"]) == len(task["head"]["full_cached_features"]) == 2  # a stream per seed
     for raw, cached in zip(task["head"]["full_raw_text"], task["head"]["full_cached_features"]):
         assert raw["seed"] == cached["seed"]
         assert raw["examples"][:3] == cached["examples"][:3] and raw["accuracy"][:3] == cached["accuracy"][:3]
@@ -129,7 +129,7 @@ def test_distillation_cost_is_the_studied_sets_own(results, bench_cfg):
     distillation = results["tasks"]["tiny"]["distillation"]
     assert distillation["seconds"]["mean"] == pytest.approx(distilled.meta["progress"]["seconds"])
     assert distillation["outer_steps"] == [2]
-    assert distillation["train_examples"] == 24 and distillation["train_encoding_seconds"] > 0
+    assert distillation["train_examples"] == 24
     assert distillation["encoding_sample"] == 24  # the preset's sample is larger than the tiny split
 
 

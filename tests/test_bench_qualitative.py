@@ -79,7 +79,7 @@ def test_probe_heads_are_trained_once_then_read_from_the_cache(tiny_bench_cfg, m
 
     monkeypatch.setattr(qualitative, "probe_head", no_training)
     again = probe_heads(data, n_inits=2, seed=7)
-    assert len(again) == 2
+    assert len(first) == len(again) == 2
     for trained, cached in zip(first, again):
         assert all(torch.equal(trained[name], cached[name]) for name in ("head.weight", "head.bias"))
     assert not torch.equal(first[0]["head.weight"], first[1]["head.weight"])  # different seeds, different heads

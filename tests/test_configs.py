@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from condense.config import compose as config
+from condense.config import parsing as config
 from condense.config import schema
 from condense.config.parsing import ConfigError, compose, preset, presets, task_config
 
@@ -45,14 +45,14 @@ def test_presets_are_the_schema_plus_what_they_change():
     paper = compose("bench", ["bench=paper"]).bench
     assert (paper.name, paper.seeds, paper.compute.head_max_examples, paper.compute.head_batch_size) == ("paper", [0, 1, 2], None, 32)
     assert compose("run").continual == schema.ContinualConfig()  # one default for curve points, not two
-    full = compose("run", ["continual=full"]).continual  # the larger experiment: every strategy, 5 seeds, 2,000 rows
-    assert (full.seeds, full.train_examples_per_task, full.strategies) == ([0, 1, 2, 3, 4], 2000, list(schema.STRATEGIES))
-    # The larger presets set their evaluation sizes themselves: a smaller default must not shrink their results'.
+    default = compose("run").continual  # every strategy, class-incremental, three seeds
+    assert (default.strategies, default.scenarios, default.seeds) == (list(schema.STRATEGIES), ["class"], [0, 1, 2])
+    full = compose("run", ["continual=full"]).continual  # the larger experiment: both scenarios, 5 seeds, 2,000 rows
+    assert (full.seeds, full.scenarios, full.train_examples_per_task) == ([0, 1, 2, 3, 4], ["task", "class"], 2000)
+    # The larger preset sets its evaluation sizes itself: a smaller default must not shrink its results'.
     assert (full.test_examples_per_task, full.curve_examples_per_task, full.curve_points_per_experience) == (500, 200, 6)
-    standard = compose("run", ["continual=standard"]).continual  # the former default
-    assert dataclasses.replace(standard, train_examples_per_task=500, test_examples_per_task=250,
-                               curve_examples_per_task=60, curve_points_per_experience=4) == schema.ContinualConfig()
-    assert (standard.train_examples_per_task, standard.test_examples_per_task) == (1000, 500)
+    assert dataclasses.replace(full, seeds=default.seeds, scenarios=default.scenarios, train_examples_per_task=1000,
+                               test_examples_per_task=250, curve_examples_per_task=60, curve_points_per_experience=4) == default
 
 
 def test_the_schema_choices_are_what_the_library_implements():
@@ -68,13 +68,15 @@ def test_the_schema_choices_are_what_the_library_implements():
 
 
 def test_the_continual_choices_are_the_registries():
-    from condense.continual import strategies as continual
-    from condense.continual import memories as replay
+    from condense.continual import data, strategies
 
-    assert set(schema.STRATEGIES) == set(continual.STRATEGIES)
-    assert set(schema.SCENARIOS) == set(continual.SCENARIOS)
-    assert set(schema.CONTINUAL_OPTIMIZERS) == set(continual.OPTIMIZERS)
-    assert set(schema.MEMORY_TARGETS) == set(replay.MEMORY_TARGETS)
+    assert tuple(schema.STRATEGIES) == tuple(strategies.STRATEGIES)
+    assert set(schema.SCENARIOS) == set(data.SCENARIOS)
+    assert set(schema.CONTINUAL_OPTIMIZERS) == set(strategies.OPTIMIZERS)
+    # A strategy's own settings sit under its name, and only strategies name settings groups that way.
+    groups = {f.name for f in dataclasses.fields(schema.ContinualConfig)
+              if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())}
+    assert groups & set(schema.STRATEGIES) == {"mean_matched_replay", "super_dataset"}
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -9,7 +9,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from condense.continual import strategies as continual
 from condense.jobs import sequence as sequence_module
@@ -18,7 +17,7 @@ from condense.continual.strategies import OPTIMIZERS, STRATEGIES, run_strategy
 from condense.continual.data import SCENARIOS, ExampleRows, Examples, LabelLayout, SequenceData, avalanche_dataset, benchmark, collate
 from condense.continual.model import ContinualClassifier, loss_and_accuracy
 from condense.models.encoders import Encoder, hidden_states_below, load_encoder, top_blocks
-from condense.continual.memories import MEMORIES, DistilledBuffer, MeanMatchedBuffer, RealExamplesBuffer
+from condense.continual.memories import MEMORIES, MeanMatchedBuffer, RealExamplesBuffer
 from condense.config.schema import ContinualConfig, MeanMatchingConfig, RefitConfig
 from condense.jobs.sequence import run_sequence
 

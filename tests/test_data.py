@@ -255,7 +255,7 @@ def test_ignored_keys_are_accepted(tmp_path):
 
 def test_default_data_dir_and_env(monkeypatch, tmp_path):
     monkeypatch.delenv("CONDENSE_DATA_DIR", raising=False)
-    assert data.default_data_dir() == Path(data.__file__).resolve().parents[2] / "shared" / "datasets"
+    assert data.default_data_dir() == Path(data.__file__).resolve().parents[3] / "shared" / "datasets"
     user_folder(tmp_path, TRAIN, TEST, labels=["neg", "pos"]).rename(tmp_path / "toy")
     monkeypatch.setenv("CONDENSE_DATA_DIR", str(tmp_path))
     assert data.default_data_dir() == tmp_path

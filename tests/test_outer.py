@@ -45,7 +45,6 @@ def test_straight_through_trains_token_embeddings_and_learns_labels_and_lrs(tiny
     assert torch.equal(result.token_ids[:, [0, -1]], start.token_ids[:, [0, -1]]), "special tokens stay"
     assert result.inner_lrs.shape == (10,) and not torch.allclose(result.inner_lrs, torch.full((10,), 0.1))
     assert not torch.allclose(result.soft_labels.max(1).values, torch.full((2,), 0.9))
-    torch.testing.assert_close(result.soft_labels.sum(1), torch.ones(2))
     assert len(result.meta["outer_loss"]) == 5 and result.progress.outer_step == 5
 
 

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from condense.eval import baselines
 from condense.jobs import distill_task as pipeline
 from condense.artifact.distilled_set import DistilledSet
 from condense.config.parsing import ConfigError, compose
@@ -63,7 +64,7 @@ def test_a_failing_evaluation_keeps_the_distilled_set(tiny_model_dirs, tiny_task
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke")
 
-    monkeypatch.setattr(pipeline, "learned_protocol", broken)
+    monkeypatch.setattr(baselines, "learned_protocol", broken)
     with pytest.raises(RuntimeError, match="evaluation broke"):
         distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
     assert DistilledSet.load(tmp_path / "run").num_examples == 3
@@ -99,7 +100,7 @@ def test_a_finished_distillation_is_reused_with_the_same_config(tiny_model_dirs,
 
 def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dirs, tiny_task_dir, tmp_path, monkeypatch):
     evaluated = []
-    real_protocol = pipeline.learned_protocol
+    real_protocol = baselines.learned_protocol
 
     def stop_at_random(encoder, train, test, lrs, **kwargs):
         name = kwargs["desc"].split(": ")[1]
@@ -109,7 +110,7 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_model_dirs, tin
         evaluated.append(name)
         return real_protocol(encoder, train, test, lrs, **kwargs)
 
-    monkeypatch.setattr(pipeline, "learned_protocol", stop_at_random)
+    monkeypatch.setattr(baselines, "learned_protocol", stop_at_random)
     with pytest.raises(KeyboardInterrupt):
         distill_task(config(tiny_model_dirs, tiny_task_dir, tmp_path / "run"))
     assert (tmp_path / "run" / "metrics.partial.json").exists()

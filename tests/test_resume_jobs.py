@@ -26,7 +26,7 @@ from condense.jobs.sequence import run_sequence
 REPO = Path(condense.__file__).resolve().parents[1]
 TIMEOUT = 600  # seconds per job: generous, for a machine busy with other work
 # Wall time, where it ran and how many runs it read back: the only fields a resumed run may change.
-RUN_TIMINGS = {"seconds", "machine", "reused_runs"}
+RUN_TIMINGS = {"seconds", "sets_seconds", "machine", "reused_runs"}
 BENCH_RUN_FIELDS = RUN_TIMINGS | {"distill_seconds", "distillation", "cells"}  # and what this run reused
 
 
@@ -141,7 +141,8 @@ def test_a_killed_sequence_run_resumes_after_its_finished_runs_and_ends_as_an_un
     tiny_sequence_overrides, tmp_path, monkeypatch
 ):
     # 2 scenarios x 3 strategies x 1 seed = 6 units. The out folder is relative, so both jobs' configs are the same.
-    overrides = [*tiny_sequence_overrides("run", "[0]"), "continual.strategies=[naive,random_replay,distilled_replay]"]
+    overrides = [*tiny_sequence_overrides("run", "[0]"), "continual.strategies=[naive,random_replay,distilled_text_replay]",
+                 "continual.scenarios=[task,class]"]
     with Interrupted(["-m", "condense.run", *overrides], tmp_path / "interrupted", tmp_path / "interrupted-cache",
                      tmp_path / "interrupted" / "run" / "runs") as job:
         # Meanwhile the uninterrupted job, here, with a cache of its own (distilling its sets anew), in a folder of
@@ -166,7 +167,8 @@ def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_sh
     tiny_sequence_overrides, tmp_path, monkeypatch, caplog
 ):
     in_a_folder_of_its_own(tmp_path / "jobs", tmp_path / "cache", monkeypatch)
-    first = run_sequence(compose("run", [*tiny_sequence_overrides("run", "[0,1]"), "continual.strategies=[naive,random_replay]"]))
+    first = run_sequence(compose("run", [*tiny_sequence_overrides("run", "[0,1]"), "continual.strategies=[naive,random_replay]",
+                                         "continual.scenarios=[task,class]"]))
     caplog.set_level("INFO", logger="condense.jobs.sequence")
 
     # Reordered strategies, one scenario, one seed of the two, and a strategy the first job did not run.
@@ -182,20 +184,19 @@ def test_a_job_listing_other_strategies_scenarios_or_seeds_reuses_the_runs_it_sh
     run_sequence(compose("run", [*subset, "continual.lr=0.001"]))
     assert "reusing 0 finished runs of 3, ran 3" in caplog.text
 
-    caplog.clear()  # settings that only other strategies read: every run is reused
-    run_sequence(compose("run", [*subset, "continual.lr=0.001", "continual.learner_distill.objective=mean_matching",
-                                 "continual.condensation.steps=2"]))
+    caplog.clear()  # settings that only another strategy reads: every run is reused
+    run_sequence(compose("run", [*subset, "continual.lr=0.001", "continual.mean_matched_replay.steps=7"]))
     assert "reusing 3 finished runs of 3, ran 0" in caplog.text
 
 
 def test_a_runs_key_keeps_the_strategy_owned_settings_of_its_own_strategy_only():
     from condense.jobs.sequence import _run_settings
 
-    settings = {"continual": {"seeds": [0], "lr": 0.1, "learner_distill": {"outer_steps": 9},
-                              "condensation": {"steps": 2}}, "model": {"name": "m"}}
-    assert _run_settings(settings, "random_replay") == {"continual": {"lr": 0.1}, "model": {"name": "m"}}
-    assert _run_settings(settings, "herding_distilled_replay")["continual"] == {"lr": 0.1, "learner_distill": {"outer_steps": 9}}
-    assert _run_settings(settings, "condensed_replay")["continual"] == {"lr": 0.1, "condensation": {"steps": 2}}
+    settings = {"continual": {"seeds": [0], "lr": 0.1, "refit": {"steps": 5}, "mean_matched_replay": {"steps": 9}},
+                "model": {"name": "m"}}
+    assert _run_settings(settings, "random_replay") == {"continual": {"lr": 0.1, "refit": {"steps": 5}}, "model": {"name": "m"}}
+    assert _run_settings(settings, "mean_matched_replay")["continual"] == {"lr": 0.1, "refit": {"steps": 5},
+                                                                           "mean_matched_replay": {"steps": 9}}
 
 
 def test_a_killed_bench_experiment_resumes_after_its_finished_cells_and_ends_as_an_uninterrupted_one(

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from condense.jobs import distill_task as pipeline
 from condense.jobs import search
 from condense import sweep
+from condense.eval import baselines
 from condense.jobs.collect import collect
 from condense.config.parsing import ConfigError, compose
 from condense.data.tasks import DataError, task_from_config
@@ -127,7 +128,12 @@ def test_a_trial_distils_without_its_validation_rows_and_never_encodes_the_test_
     task = task_from_config({"path": str(tiny_task_dir)})
     encoded = []
     real_features = pipeline.text_features
-    monkeypatch.setattr(pipeline, "text_features", lambda enc, texts, *a: encoded.append(list(texts)) or real_features(enc, texts, *a))
+    def spy(enc, texts, *args):
+        encoded.append(list(texts))
+        return real_features(enc, texts, *args)
+
+    monkeypatch.setattr(pipeline, "text_features", spy)  # the training rows
+    monkeypatch.setattr(baselines, "text_features", spy)  # the rows a set is scored on
     distilled = distill_task(job)
     assert task.test["text"] not in encoded  # only the training split and its validation rows were encoded
     assert encoded[0] == task.train["text"] and set(encoded[1]) <= set(task.train["text"])

@@ -91,7 +91,7 @@ def probe_heads(data: TaskData, n_inits: int, seed: int) -> list[dict[str, torch
     digest = hashlib.sha256(str(inspect.signature(probe_head)).encode())
     for tensor in (data.train_features, data.train_labels):
         digest.update(tensor.contiguous().cpu().numpy().tobytes())
-    return [
+    heads = [
         cached_tensors(
             ("probe head", digest.hexdigest(), str(head_seed)),
             lambda head_seed=head_seed: probe_head(data.train_features, data.train_labels, head_seed),
@@ -100,6 +100,8 @@ def probe_heads(data: TaskData, n_inits: int, seed: int) -> list[dict[str, torch
         )
         for head_seed in range(seed, seed + n_inits)
     ]
+    # A head read back from the cache comes to the host; the features it is applied to are on the encoder's device.
+    return [{name: tensor.to(data.train_features.device) for name, tensor in head.items()} for head in heads]
 
 
 def probe_outputs(

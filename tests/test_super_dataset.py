@@ -1,5 +1,5 @@
-"""The merged set re-distilled jointly: its start, its real data, its layouts, and the cached, resumable set a
-sequence makes once."""
+"""The super-dataset, every task's distilled set merged and re-distilled jointly: its start, its real data, its layouts,
+and the cached, resumable set a sequence makes once."""
 
 from __future__ import annotations
 
@@ -9,16 +9,17 @@ import pytest
 import torch
 
 from condense.distill import checkpoint
-from condense.jobs import super_dataset as joint_distill
+from condense.jobs import super_dataset
 from condense.artifact.distilled_set import DistilledSet
 from condense.cache import cache_dir
 from condense.config.parsing import compose, task_config
 from condense.continual.data import LabelLayout
 from condense.models.features import text_features, tokenize
-from condense.jobs.super_dataset import joint_real_data, joint_start, training_rows
+from condense.data.sampling import training_rows
+from condense.jobs.super_dataset import joint_real_data, joint_start
 from condense.artifact.merge import merge_distilled
 from condense.jobs.distill_task import load_task_config
-from condense.jobs.sequence import run_sequence
+from condense.jobs.sequence import _super_dataset_examples, run_sequence
 from test_merge import make  # tests/ is on sys.path (rootdir conftest)
 
 
@@ -27,7 +28,7 @@ def test_joint_start_is_a_plain_set_over_every_class_whose_labels_name_their_tas
     start, merged = joint_start([a, b]), merge_distilled([a, b], label_space="class")
     assert start.task_ids is None and start.meta["label_names"] == ["a:neg", "a:pos", "b:x", "b:y", "b:z"]
     assert start.labels.tolist() == [0, 0, 1, 1, 2, 3, 4]
-    assert row_tasks(start.labels, [2, 3]).tolist() == [0, 0, 0, 0, 1, 1, 1]
+    assert LabelLayout("class", [2, 3]).task_of(start.labels).tolist() == [0, 0, 0, 0, 1, 1, 1]
     assert start.meta["merged_from"] == [{"name": "a", "label_names": ["neg", "pos"], "label_offset": 0},
                                          {"name": "b", "label_names": ["x", "y", "z"], "label_offset": 2}]
     assert start.embeddings.equal(merged.embeddings) and start.token_ids.equal(merged.token_ids)
@@ -71,9 +72,9 @@ def test_the_joint_set_keeps_its_soft_labels_with_one_head_and_each_tasks_share_
     soft = torch.tensor([[0.6, 0.2, 0.1, 0.05, 0.05], [0.1, 0.5, 0.1, 0.2, 0.1],
                          [0.1, 0.1, 0.4, 0.2, 0.2], [0.0, 0.2, 0.2, 0.4, 0.2], [0.1, 0.1, 0.2, 0.2, 0.4]])
     joint = dataclasses.replace(joint_start([a, b]), soft_labels=soft)
-    one_head = _joint_examples(tiny_bert, joint, 1, LabelLayout("class", [2, 3]))
+    one_head = _super_dataset_examples(tiny_bert, joint, 1, LabelLayout("class", [2, 3]))
     assert one_head.targets.equal(soft) and one_head.task_ids.tolist() == [0, 0, 1, 1, 1]
-    per_task = _joint_examples(tiny_bert, joint, 1, LabelLayout("task", [2, 3]))
+    per_task = _super_dataset_examples(tiny_bert, joint, 1, LabelLayout("task", [2, 3]))
     torch.testing.assert_close(per_task.targets, torch.tensor(
         [[0.75, 0.25, 0.0], [1 / 6, 5 / 6, 0.0], [0.5, 0.25, 0.25], [0.25, 0.5, 0.25], [0.25, 0.25, 0.5]]))
     assert per_task.hidden_states.equal(one_head.hidden_states) and per_task.hidden_states.shape[:2] == (5, 4)
@@ -82,7 +83,8 @@ def test_the_joint_set_keeps_its_soft_labels_with_one_head_and_each_tasks_share_
 @pytest.fixture
 def joint_config(tiny_sequence_overrides):
     def config(out, *overrides):
-        return compose("run", [*tiny_sequence_overrides(out, seeds="[0]"), "continual.strategies=[merged_joint]",
+        return compose("run", [*tiny_sequence_overrides(out, seeds="[0]"), "continual.strategies=[super_dataset]",
+                               "continual.scenarios=[task,class]",
                                "distill.outer_steps=3", "checkpoint_seconds=1e-6", *overrides])
 
     return config
@@ -98,7 +100,7 @@ def _joint_folder():
     return folders[0]
 
 
-def test_a_sequence_re_distils_its_merged_set_once_and_a_stopped_re_distillation_resumes(joint_config, tmp_path, monkeypatch):
+def test_a_sequence_makes_its_super_dataset_once_and_a_stopped_re_distillation_resumes(joint_config, tmp_path, monkeypatch):
     monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "uninterrupted"))
     run_sequence(joint_config(tmp_path / "a"))
     uninterrupted = DistilledSet.load(_joint_folder())
@@ -125,7 +127,7 @@ def test_a_sequence_re_distils_its_merged_set_once_and_a_stopped_re_distillation
 
     assert resumed.progress.outer_step == 3 and resumed.inner_lrs.shape == (3, 2)  # distill.inner_steps, head/encoder
     assert resumed.num_classes == 5 and resumed.task_ids is None
-    blocks = row_tasks(resumed.labels, [3, 2])
+    blocks = LabelLayout("class", [3, 2]).task_of(resumed.labels)
     outside = torch.where(blocks[:, None] == 0, resumed.soft_labels[:, 3:].sum(1, keepdim=True),
                           resumed.soft_labels[:, :3].sum(1, keepdim=True))
     assert (outside > 0).all()  # every row carries some belief about the other task's classes
@@ -133,17 +135,14 @@ def test_a_sequence_re_distils_its_merged_set_once_and_a_stopped_re_distillation
     assert not resumed.embeddings.equal(start.embeddings)  # the merged inputs moved
     runs = resumed_results["runs"]
     assert [(r["scenario"], r["strategy"], len(r["accuracy_matrix"])) for r in runs] == [
-        ("task", "merged_joint", 1), ("class", "merged_joint", 1)]
+        ("task", "super_dataset", 1), ("class", "super_dataset", 1)]
     # One row per run and no sequential strategy: curves, but no accuracy matrices to draw (nor to link).
     assert (tmp_path / "b" / "forgetting_curves.png").exists() and not (tmp_path / "b" / "accuracy_matrices.png").exists()
-    from condense.bench.continual_report import continual_section
-    page = "\n".join(continual_section({**resumed_results, "name": "continual_x"}, tmp_path / "figures"))
-    assert "figures/continual_x_forgetting_curves.png" in page and "accuracy_matrices" not in page
 
     # Made once: a later job reads it back, for this sequence, model, distill config and training sample only.
-    distill = joint_distill.distill
-    monkeypatch.setattr(joint_distill, "distill", lambda *args, **kwargs: pytest.fail("re-distilled a cached set"))
+    distill = super_dataset.distill
+    monkeypatch.setattr(super_dataset, "distill", lambda *args, **kwargs: pytest.fail("re-distilled a cached set"))
     run_sequence(joint_config(tmp_path / "c"))
-    monkeypatch.setattr(joint_distill, "distill", distill)
+    monkeypatch.setattr(super_dataset, "distill", distill)
     run_sequence(joint_config(tmp_path / "d", "continual.train_examples_per_task=10"))
     assert len(_set_folders("joint-topics_then_mood-*")) == 2

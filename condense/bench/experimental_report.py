@@ -1,0 +1,131 @@
+"""``docs/results/experimental.md``: every method that has left the product, what it was, what it measured, and the
+commit and command that reproduce each number (:mod:`condense.bench.legacy_report` reads the files)."""
+
+from __future__ import annotations
+
+from condense.bench.legacy_report import (
+    LEGACY_COMMIT,
+    _pick,
+    _rows,
+    _section,
+    against,
+    bwt_table,
+    final_table,
+    merged_table,
+    refit_table,
+    renamed,
+)
+from condense.bench.continual_report import task_bwt
+from condense.report.tables import NOISE_RULE, signed_points, summarize_values, table_head, table_row, verdict
+
+INTRO = [
+    "# Methods that left the product",
+    "",
+    "Each of these was measured against what the product keeps in its place, and nowhere came out ahead on what the",
+    "place is for (the section says where it tied), so its code and its config keys were removed. The numbers come",
+    f"from the files named under each table, written at commit `{LEGACY_COMMIT}` or earlier; checking out that commit",
+    "and running each file's command gives the file back. BWT is the change in accuracy on the first task between",
+    f"right after learning it and the end of the sequence, in points; {NOISE_RULE}.",
+    "",
+]
+
+
+def _cross(first: dict, a: str, second: dict, b: str, scenario: str = "class") -> dict:
+    """``a``'s BWT on the first task in one file minus ``b``'s in another, paired by seed."""
+    x, y = task_bwt(first["runs"], scenario, a), task_bwt(second["runs"], scenario, b)
+    return summarize_values([x[s] - y[s] for s in sorted(x) if s in y])
+
+
+def experimental_page(files: dict[str, dict]) -> list[str]:
+    lines = list(INTRO)
+    plain = {**_pick(files, "continual_full_{sequence}", "{sequence}, 1/class")}
+    for m in (2, 4, 8, 16):
+        plain.update(_pick(files, f"continual_full_mem{m}_{{sequence}}", f"{{sequence}}, {m}/class"))
+    if plain:
+        lines += _section(
+            "distilled_replay: each task's distilled set as continuous embeddings",
+            "The per-task sets replayed in embedding form, beside their decoded text (`distilled_text_replay`, kept).",
+            lambda: bwt_table(_rows(files, plain), ("random_replay", "herding_replay", "distilled_replay", "distilled_text_replay"))
+            + against(_rows(files, plain), "distilled_replay", "distilled_text_replay"), {n: files[n] for n in plain})
+        condensed = {n: l for n, l in plain.items() if "condensed_replay" in files[n]["summary"]["class"]}
+        lines += _section(
+            "condensed_replay: a memory condensed against the learner while each task trains",
+            "Gradient matching on the memory's hidden states after every training iteration (one step, Adam lr 0.01).",
+            lambda: bwt_table(_rows(files, condensed), ("random_replay", "condensed_replay"))
+            + against(_rows(files, condensed), "condensed_replay", "random_replay"), {n: files[n] for n in condensed})
+    learner = {**_pick(files, "continual_full_refit_{sequence}", "{sequence}, refit.steps=100"),
+               **_pick(files, "continual_full_ace_{sequence}", "{sequence}, asymmetric_loss=true")}
+    if learner:
+        lines += _section(
+            "learner_distilled_replay: a memory distilled by BPTT for a fresh head on the learner's blocks",
+            "When each task ends, random real rows distilled (200 outer steps) so that a linear head trained on them "
+            "by unrolled SGD classifies the task's real features; bilevel, soft labels.",
+            lambda: bwt_table(_rows(files, learner), ("random_replay", "herding_replay", "learner_distilled_replay"))
+            + against(_rows(files, learner), "learner_distilled_replay", "random_replay"), {n: files[n] for n in learner})
+    bilevel = {**_pick(files, "continual_full_hd_{sequence}", "{sequence}, 200 steps"),
+               **_pick(files, "continual_full_hd_mem2_{sequence}", "{sequence}, 200 steps, 2/class"),
+               **_pick(files, "continual_full_hd_steps1_{sequence}", "{sequence}, 1 step"),
+               **_pick(files, "continual_full_hd_steps20_{sequence}", "{sequence}, 20 steps")}
+    if bilevel:
+        lines += _section(
+            "The bilevel objective for herding's rows (learner_distill.objective=bilevel)",
+            "The same distillation started from the rows herding keeps (`herding_distilled_replay`); mean matching, "
+            "the other objective, is today's `mean_matched_replay`.",
+            lambda: bwt_table(_rows(files, bilevel), ("random_replay", "herding_replay", "herding_distilled_replay"))
+            + against(_rows(files, bilevel), "herding_distilled_replay", "herding_replay"), {n: files[n] for n in bilevel})
+    noise = _pick(files, "continual_full_mm_noise_{sequence}")
+    if noise:
+        def noise_body() -> list[str]:
+            rows = table_head(["sequence", "with weight noise − without, BWT on the first task", "reading"], "lrl")
+            for name, label in noise.items():
+                plain_file = files.get(name.replace("_mm_noise_", "_mm_"))
+                if plain_file:
+                    d = _cross(files[name], "herding_distilled_replay", renamed(plain_file), "mean_matched_replay")
+                    rows.append(table_row([label, f"{signed_points(d)} (n = {d['n']})", verdict(d, "better", "worse", "no different")]))
+            return [*rows, ""]
+        used = {**{n: files[n] for n in noise}, **{n.replace("_mm_noise_", "_mm_"): files[n.replace("_mm_noise_", "_mm_")]
+                                                   for n in noise if n.replace("_mm_noise_", "_mm_") in files}}
+        lines += _section(
+            "Weight noise in mean matching (learner_distill.weight_noise=0.08)",
+            "The class means matched under Gaussian-perturbed block weights (0.08 × each tensor's RMS, the drift "
+            "`benchmarks/block_drift.py` measured over the next experience), against plain mean matching.",
+            noise_body, used)
+    ace = {**_pick(files, "continual_full_{sequence}", "{sequence}, plain"),
+           **_pick(files, "continual_full_ace_{sequence}", "{sequence}, asymmetric_loss=true")}
+    if any("ace" in n for n in ace):
+        lines += _section(
+            "ER-ACE's asymmetric cross-entropy (continual.asymmetric_loss)",
+            "The incoming task's rows scored over its own classes only. It kept the first task and stopped the second "
+            "from being learned: final accuracy on both tasks, class-incremental.",
+            lambda: final_table(_rows(files, ace), ("random_replay", "herding_replay", "distilled_text_replay")),
+            {n: files[n] for n in ace})
+    merged = _pick(files, "continual_full_merged_{sequence}")
+    if merged:
+        lines += _section(
+            "merged_only and merged_learned: the merged per-task sets, not re-distilled",
+            "A fresh model trained on the merge of every task's set, with the harness's optimiser (`merged_only`) or the "
+            "sets' own learned loop (`merged_learned`), beside the jointly re-distilled `super_dataset` (kept), which is "
+            "the one that meets the class-incremental bar (85% of joint training on every task). Cells: final accuracy "
+            "over joint training's, per task.",
+            lambda: merged_table(_rows(files, merged), ("merged_only", "merged_learned", "super_dataset")),
+            {n: files[n] for n in merged})
+    refits = {name: f"{name.removeprefix('refit_validation_')}" for name in sorted(files) if name.startswith("refit_validation_")}
+    if refits:
+        lines += _section(
+            "Re-fit variants: fresh heads, soft targets, a feature anchor",
+            "Validation accuracy (training rows no strategy trains on) of the final model after each re-fit of the "
+            "heads on the memory; `anchor10` runs added LUCIR's less-forget term (continual.feature_anchor.weight=10). "
+            "Today's re-fit keeps the heads as they are and fits each row's class (`continual.refit`, off by default).",
+            lambda: refit_table([(label, files[name]) for name, label in refits.items()]), {n: files[n] for n in refits})
+    if "block_drift" in files:
+        drift = files["block_drift"]
+        def drift_body() -> list[str]:
+            rows = table_head(["sequence", *(f"experience {i + 1}" for i in range(2))], "lrr")
+            for sequence, values in drift["sequences"].items():
+                rows.append(table_row([sequence, *(f"{m:.3f} ± {s:.3f}" for m, s in zip(values["mean"], values["std"]))]))
+            return [*rows, ""]
+        lines += _section(
+            "Block drift (the measurement that sized the weight noise)",
+            "Median over the trained block's tensors of the RMS change over an experience divided by the RMS before it "
+            f"({drift['strategy']}, {drift['scenario']}-incremental, seeds {drift['seeds']}).", drift_body, {"block_drift": drift})
+    return lines
