@@ -199,7 +199,8 @@ def test_paired_difference_pairs_by_ordering_and_zero_shot_with_every_ordering()
     assert versus_random["values"] == pytest.approx([-0.1, 0.3])
     assert experiment.verdict(versus_random) == "within noise"
     assert experiment.paired_difference(runs, "distilled", "none")["values"] == pytest.approx([0.1, 0.3])
-    assert experiment.verdict({"mean": -0.1, "std": 0.05}) == "random"
+    assert experiment.verdict({"mean": -0.1, "std": 0.05, "n": 2}) == "random"
+    assert experiment.verdict({"mean": -0.1, "std": 0.15, "n": 2}) == "within noise"  # a standard error of 0.106
 
 
 def test_prompting_experiment_runs_end_to_end_and_reports_every_condition(

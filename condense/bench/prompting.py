@@ -32,6 +32,7 @@ from condense.eval.prompting import (
     truncate,
 )
 from condense.report.tables import summarize_values
+from condense.report.tables import verdict as noise_rule
 from condense.config.bench import BenchJob
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,9 @@ def paired_difference(runs: dict[str, list[dict]], better: str, worse: str) -> d
 
 
 def verdict(difference: dict) -> str:
-    """Which of distilled and random prompts wins, or "within noise" when the paired gap is smaller than its spread."""
-    if abs(difference["mean"]) < difference["std"]:
-        return "within noise"
-    return "distilled" if difference["mean"] > 0 else "random"
+    """Which of distilled and random prompts wins, or "within noise", by the one noise rule of every comparison
+    (:func:`condense.report.tables.verdict`: within one standard error of the paired gap)."""
+    return noise_rule(difference, "distilled", "random", "within noise")
 
 
 def task_results(job: BenchJob, data: TaskData, model, tokenizer) -> dict:

@@ -8,7 +8,7 @@ import numpy as np
 
 from condense.cache import atomic_savefig
 from condense.report.plots import plt
-from condense.report.tables import figure_path, section_header, signed_points, table_head, table_row
+from condense.report.tables import figure_path, section_header, signed_points, table_head, table_row, verdict
 
 CONDITIONS = ("distilled", "random", "none")
 DESCRIPTIONS = {"distilled": "distilled (decoded text)", "random": "random real examples", "none": "none (zero-shot)"}
@@ -50,17 +50,14 @@ def sentence(task: str, result: dict) -> str:
     mean = {name: 100 * conditions[name]["summary"]["mean"] for name in CONDITIONS}
     gap = result["distilled_minus_random"]
     n = gap["n"]
-    if result["distilled_vs_random"] == "within noise":
-        versus = (f"distilled and random real prompts are within noise of each other (distilled − random "
-                  f"{signed_points(gap)} points over {n} paired orderings)")
-    elif result["distilled_vs_random"] == "distilled":
-        versus = f"distilled prompts beat random real examples by {signed_points(gap)} points over {n} paired orderings"
-    else:
-        versus = (f"distilled prompts lose to random real examples, by {signed_points(gap)} points over {n} paired "
-                  "orderings")
+    versus = {
+        "no different from": f"distilled and random real prompts are no different (distilled − random {signed_points(gap)} "
+                             f"points over {n} paired orderings)",
+        "ahead": f"distilled prompts beat random real examples by {signed_points(gap)} points over {n} paired orderings",
+        "behind": f"distilled prompts lose to random real examples, by {signed_points(gap)} points over {n} paired orderings",
+    }[verdict(gap, "ahead", "behind")]
     zero = result["distilled_minus_none"]
-    against_zero = ("better than" if zero["mean"] > zero["std"] else "worse than" if -zero["mean"] > zero["std"]
-                    else "within noise of")
+    against_zero = verdict(zero, "better than", "worse than", "no different from")
     return (f"**{task}**: highest mean: {DESCRIPTIONS[result['winner']]}, {mean[result['winner']]:.1f}%. "
             f"{versus[0].upper()}{versus[1:]}. Distilled prompts are {against_zero} no examples at all "
             f"(distilled − zero-shot {signed_points(zero)} points; zero-shot {mean['none']:.1f}%).")

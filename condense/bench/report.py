@@ -17,8 +17,8 @@ from condense.bench.continual_report import (
     DISTILLED_MEMORIES,
     REAL_MEMORIES,
     arrow,
+    at_defaults,
     best,
-    default_command,
     is_current,
     merged_ratios,
     options_table,
@@ -51,8 +51,8 @@ def _page(title: str, intro: list[str], body: list[str]) -> list[str]:
 
 
 def continual_page(current: list[dict], figures: Path, legacy: dict[str, dict]) -> list[str]:
-    mains = [r for r in current if default_command(r)]
-    variants = [r for r in current if not default_command(r)]
+    mains = [r for r in current if at_defaults(r)]
+    variants = [r for r in current if not at_defaults(r)]
     preset = mains[0]["config"]["continual"] if mains else None
     intro = [
         "`python -m condense.run` on each task sequence: every strategy from a fresh model over the seeds, the accuracy "
@@ -167,7 +167,7 @@ def write_report(results_dir: Path, docs: Path, readme: Path | None = None) -> l
     pages = {"continual": continual_page(current, figures, legacy), "distill": distill_page(reports, results_dir),
              "experimental": experimental_page(legacy), **bench_pages(results_dir, figures)}
     seed_table = _read(results_dir / "bench_seed_table.json") if (results_dir / "bench_seed_table.json").exists() else None
-    mains = [r for r in current if default_command(r)]
+    mains = [r for r in current if at_defaults(r)]
     written = []
     for name, lines in pages.items():
         written.append(atomic_write_text(docs / "results" / f"{name}.md", "\n".join(lines).rstrip() + "\n"))

@@ -9,8 +9,7 @@ trained blocks) to minimise the sum over classes of the squared distance between
 rows' mean, with the learner's weights fixed. The rows keep their classes as hard labels. The memory has no text form:
 it is hidden states, computed for the learner as the task left it.
 
-Measured in ``docs/results/continual.md``: it keeps more of the first task than herding's rows, paired by seed, in
-every class-incremental sequence run so far.
+``docs/results/continual.md`` sets it beside herding's own rows on every sequence, paired by seed.
 """
 
 from __future__ import annotations
