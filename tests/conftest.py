@@ -98,6 +98,7 @@ def tiny_sequence_overrides(tiny_model_dirs, tiny_task_dir, tiny_sentiment_dir):
             "continual.train_examples_per_task=12", "continual.test_examples_per_task=8",
             "continual.curve_examples_per_task=4", "continual.batch_size=4", "continual.replay_batch_size=2",
             "continual.curve_points_per_experience=2", "continual.mean_matched_replay.steps=3",
+            "continual.super_dataset.outer_steps=2",
             "continual.refit.steps=3", "threads=1", f"out={out}",
         ]
 

@@ -85,7 +85,7 @@ def joint_config(tiny_sequence_overrides):
     def config(out, *overrides):
         return compose("run", [*tiny_sequence_overrides(out, seeds="[0]"), "continual.strategies=[super_dataset]",
                                "continual.scenarios=[task,class]",
-                               "distill.outer_steps=3", "checkpoint_seconds=1e-6", *overrides])
+                               "continual.super_dataset.outer_steps=3", "checkpoint_seconds=1e-6", *overrides])
 
     return config
 
