@@ -46,7 +46,8 @@ def test_presets_are_the_schema_plus_what_they_change():
     assert (paper.name, paper.seeds, paper.compute.head_max_examples, paper.compute.head_batch_size) == ("paper", [0, 1, 2], None, 32)
     assert compose("run").continual == schema.ContinualConfig()  # one default for curve points, not two
     default = compose("run").continual  # every strategy, class-incremental, three seeds
-    assert (default.strategies, default.scenarios, default.seeds) == (list(schema.STRATEGIES), ["class"], [0, 1, 2])
+    assert (default.strategies, default.scenarios, default.seeds) == (list(schema.DEFAULT_STRATEGIES), ["class"], [0, 1, 2])
+    assert set(schema.STRATEGIES) - set(default.strategies) == {"merged_sets"}
     full = compose("run", ["continual=full"]).continual  # the larger experiment: both scenarios, 5 seeds, 2,000 rows
     assert (full.seeds, full.scenarios, full.train_examples_per_task) == ([0, 1, 2, 3, 4], ["task", "class"], 2000)
     # The larger preset sets its evaluation sizes itself: a smaller default must not shrink its results'.

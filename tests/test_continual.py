@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from condense.continual import strategies as continual
 from condense.jobs import sequence as sequence_module
@@ -132,18 +133,21 @@ def _sequence_data(scenario: str = "class") -> SequenceData:
     layout = LabelLayout(scenario, [2, 2])
     per_task = [(_examples(8, 5, t, layout, 2), _examples(4, 5, t, layout, 2)) for t in range(2)]
     texts = [_examples(2, 5, t, layout, 2) for t in range(2)]
+    merged_sets = Examples(*(torch.cat([getattr(e, f) for e in texts]) for f in ("hidden_states", "attention_mask", "targets", "task_ids")))
+    merged_sets_lrs = torch.tensor([[0.5, 0.1], [0.4, 0.2]])  # two learned steps: (head, encoder)
     # The super-dataset: soft labels with mass on the other task's classes (class layout), three learned steps.
     merged = _examples(6, 5, 0, layout, 2)
     merged.task_ids[3:] = 1
     merged.targets[:] = torch.softmax(torch.randn(6, layout.width), 1)
     merged_lrs = torch.tensor([[0.3, 0.05], [0.2, 0.1], [0.1, 0.0]])  # (head, encoder) per step
     return SequenceData(layout, ["a", "b"], [tr for tr, _ in per_task], [te for _, te in per_task],
-                        [te.subset(torch.arange(2)) for _, te in per_task], texts, merged, merged_lrs)
+                        [te.subset(torch.arange(2)) for _, te in per_task], texts, merged, merged_lrs, merged_sets,
+                        merged_sets_lrs)
 
 
 def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_bert):
     assert tuple(STRATEGIES) == ("naive", "random_replay", "herding_replay", "distilled_text_replay", "mean_matched_replay",
-                                 "joint", "super_dataset")
+                                 "joint", "super_dataset", "merged_sets")
     assert tuple(SCENARIOS) == ("task", "class") and tuple(OPTIMIZERS) == ("adam", "sgd")
     data = _sequence_data()
     model = ContinualClassifier(tiny_bert, 1, data.layout)
@@ -153,19 +157,20 @@ def test_the_registries_are_the_config_choices_and_build_what_they_name(tiny_ber
     memories = {name: type(plan.memory).__name__ if plan.memory is not None else None for name, plan in plans.items()}
     assert memories == {"naive": None, "random_replay": "RealExamplesBuffer", "herding_replay": "RealExamplesBuffer",
                         "distilled_text_replay": "DistilledBuffer", "mean_matched_replay": "MeanMatchedBuffer",
-                        "joint": None, "super_dataset": None}
-    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 5 + ["JointTraining", "Naive"]
-    assert [len(plan.train_on) for plan in plans.values()] == [2] * 5 + [1, 1]  # a row of the accuracy matrix each
-    assert [plan.epochs for plan in plans.values()] == [1] * 6 + [3]  # super_dataset: an epoch per learned step
-    assert len(plans["super_dataset"].train_on[0].dataset) == 6
+                        "joint": None, "super_dataset": None, "merged_sets": None}
+    assert [plan.template.__name__ for plan in plans.values()] == ["Naive"] * 5 + ["JointTraining", "Naive", "Naive"]
+    assert [len(plan.train_on) for plan in plans.values()] == [2] * 5 + [1, 1, 1]  # a row of the accuracy matrix each
+    assert [plan.epochs for plan in plans.values()] == [1] * 6 + [3, 2]  # the merged sets: an epoch per learned step
+    assert len(plans["super_dataset"].train_on[0].dataset) == 6 and len(plans["merged_sets"].train_on[0].dataset) == 4
     assert type(plans["herding_replay"].memory.selection_strategy).__name__ == "HerdingSelectionStrategy"
     assert type(plans["random_replay"].memory.selection_strategy).__name__ == "RandomExemplarsSelectionStrategy"
     assert plans["distilled_text_replay"].memory.distilled[1][0][0]["hidden_states"].equal(data.distilled_text[1].hidden_states[0])
     assert plans["mean_matched_replay"].memory.settings == settings.mean_matched_replay
     # Only the strategies that read distilled data need it: the others build without it, those fail naming it.
-    bare = dataclasses.replace(data, distilled_text=None, super_dataset=None, super_dataset_lrs=None)
+    bare = dataclasses.replace(data, distilled_text=None, super_dataset=None, super_dataset_lrs=None, merged_sets=None,
+                               merged_sets_lrs=None)
     for name, build in STRATEGIES.items():
-        if name in ("distilled_text_replay", "super_dataset"):
+        if name in ("distilled_text_replay", "super_dataset", "merged_sets"):
             with pytest.raises(ValueError, match=f"{name} needs"):
                 build(model, bare, bench, settings, 2)
         else:
@@ -271,6 +276,25 @@ def test_the_super_dataset_is_trained_by_its_own_loop_full_batch_sgd_at_its_lear
     assert "heads.0.weight" in moved and any(name.startswith("blocks.") for name in moved) != head_only
 
 
+@pytest.mark.parametrize(("scenario", "head_only"), [("task", False), ("class", False), ("class", True)])
+def test_the_merged_sets_are_trained_by_their_own_loop_on_each_tasks_mean_loss(tiny_bert, built_models, scenario, head_only):
+    data = _sequence_data(scenario)
+    if head_only:  # sets distilled with the encoder frozen have one learning rate per step, the head's
+        data = dataclasses.replace(data, merged_sets_lrs=data.merged_sets_lrs[:, 0])
+    run_strategy("merged_sets", tiny_bert, data, _settings(), seed=3)
+    continual.RNGManager.set_random_seeds(3)
+    model = ContinualClassifier(tiny_bert, 1, data.layout).eval()  # the run's fresh model: same seed, same draws
+    batch, targets, _ = collate([(*row, 0) for row in ExampleRows(data.merged_sets)])
+    tasks = batch["task_ids"]
+    initial = {name: parameter.detach().clone() for name, parameter in model.named_parameters()}
+    lrs = data.merged_sets_lrs.tolist() if not head_only else [(lr, 0.0) for lr in data.merged_sets_lrs.tolist()]
+    _full_batch_sgd(model, batch, targets, lrs,  # each set's own mean, summed
+                    lambda logits, targets: sum(F.cross_entropy(logits[tasks == t], targets[tasks == t]) for t in (0, 1)))
+    _assert_same_weights(built_models[0], model)
+    moved = {name for name, parameter in model.named_parameters() if not torch.equal(parameter, initial[name])}
+    assert "heads.0.weight" in moved and any(name.startswith("blocks.") for name in moved) != head_only
+
+
 @pytest.fixture
 def sequence_config(tiny_sequence_overrides):
     def config(out, *overrides):
@@ -284,7 +308,7 @@ def _is_count_over(value: float, total: int) -> bool:
 
 
 def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_config, tmp_path):
-    cfg = sequence_config(tmp_path / "run", "continual.scenarios=[task,class]")
+    cfg = sequence_config(tmp_path / "run", "continual.scenarios=[task,class]", f"continual.strategies=[{','.join(STRATEGIES)}]")
     results = run_sequence(cfg)
     out = tmp_path / "run"
     for name in ("results.json", "results.md", "forgetting_curves.png", "accuracy_matrices.png"):
@@ -295,7 +319,7 @@ def test_a_tiny_sequence_runs_every_strategy_and_writes_every_output(sequence_co
     initial: dict = {}
     for run in saved["runs"]:
         matrix = run["accuracy_matrix"]
-        sequential = run["strategy"] not in ("joint", "super_dataset")
+        sequential = run["strategy"] not in ("joint", "super_dataset", "merged_sets")
         assert len(matrix) == (2 if sequential else 1) and all(len(row) == 2 for row in matrix)
         # 8 test examples per task: every accuracy is a count of them.
         assert all(_is_count_over(a, 8) for row in [*matrix, run["initial_accuracy"]] for a in row)

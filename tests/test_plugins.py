@@ -13,7 +13,7 @@ from condense.config.parsing import ConfigError, compose
 from condense.config.schema import MemoryLossConfig, RefitConfig
 from condense.continual.data import LabelLayout, avalanche_dataset, collate
 from condense.continual.model import ContinualClassifier
-from condense.continual.plugins import MemoryLoss, MemoryRefit
+from condense.continual.plugins import AsymmetricLoss, MemoryLoss, MemoryRefit
 from condense.continual.strategies import run_strategy
 from test_continual import _examples, _sequence_data, _settings  # tests/ is on sys.path (rootdir conftest)
 
@@ -142,6 +142,39 @@ def test_the_replay_settings_are_checked():
     with pytest.raises(ConfigError, match="continual.refit.steps=-1 must be at least 0"):
         compose("run", ["continual.refit.steps=-1"])
     # The options that lost left the schema with their strategies (docs/results/experimental.md).
-    for gone in ("continual.memory_loss.targets=labels", "continual.refit.start=fresh", "continual.asymmetric_loss=true"):
+    for gone in ("continual.memory_loss.targets=labels", "continual.refit.start=fresh", "continual.feature_anchor.weight=1"):
         with pytest.raises(Exception, match=f"Could not override '{gone.split('=')[0]}'"):
             compose("run", [gone])
+
+
+def test_the_asymmetric_loss_scores_incoming_rows_over_their_task_and_replayed_rows_over_all():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -0.5], [0.0, 3.0, 1.0, 2.0], [1.0, -1.0, 2.0, 0.0]])
+    targets = torch.tensor([[0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])
+
+    def loss(layout, logits, task_ids):
+        strategy = SimpleNamespace(experience=SimpleNamespace(current_experience=1), mb_output=logits, mb_y=targets,
+                                   mbatch=[{"task_ids": torch.tensor(task_ids)}], loss=None)
+        AsymmetricLoss(layout).before_backward(strategy)
+        return strategy.loss
+
+    # Class scenario, task 1 = columns 2-3: rows 0 and 1 are incoming (scored over columns 2-3), row 2 is replayed.
+    incoming = F.cross_entropy(logits[:2, 2:], targets[:2, 2:], reduction="sum")
+    replayed = F.cross_entropy(logits[2:], targets[2:], reduction="sum")
+    assert loss(LabelLayout("class", [2, 2]), logits, [1, 1, 0]).item() == pytest.approx(((incoming + replayed) / 3).item())
+    assert loss(LabelLayout("class", [2, 2]), logits, [1, 1, 0]).item() < F.cross_entropy(logits, targets).item()
+    # Per-task heads: every row is scored over its own task's head already, so the loss is plain cross-entropy.
+    head_targets = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    strategy = SimpleNamespace(experience=SimpleNamespace(current_experience=1), mb_output=logits[:, :2],
+                               mb_y=head_targets, mbatch=[{"task_ids": torch.tensor([1, 1, 0])}], loss=None)
+    AsymmetricLoss(LabelLayout("task", [2, 2])).before_backward(strategy)
+    assert strategy.loss.item() == pytest.approx(F.cross_entropy(logits[:, :2], head_targets).item())
+
+
+def test_a_run_with_the_asymmetric_loss_trains_otherwise_only_in_the_class_scenario(tiny_bert):
+    def run(scenario: str, asymmetric: bool) -> dict:
+        settings = _settings(asymmetric_loss=asymmetric)
+        return run_strategy("random_replay", tiny_bert, _sequence_data(scenario), settings, seed=0)
+
+    assert run("task", True)["accuracy_matrix"] == run("task", False)["accuracy_matrix"]
+    plain, asymmetric = run("class", False), run("class", True)
+    assert plain["memory_fit"][1]["loss"] != asymmetric["memory_fit"][1]["loss"]

@@ -24,7 +24,7 @@ def today(results: dict, strategy: str) -> str:
     learner = results["config"]["continual"].get("learner_distill", {})
     if strategy == "herding_distilled_replay" and learner.get("objective") == "mean_matching" and not learner.get("weight_noise"):
         return "mean_matched_replay"
-    return {"merged_joint": "super_dataset"}.get(strategy, strategy)
+    return {"merged_joint": "super_dataset", "merged_learned": "merged_sets"}.get(strategy, strategy)
 
 
 def renamed(results: dict) -> dict:
@@ -126,6 +126,27 @@ def _pick(files: dict[str, dict], pattern: str, label: str = "{sequence}") -> di
             if pattern.format(sequence=s) in files}
 
 
+def _average_accuracy(results: dict, strategy: str, scenario: str = "class") -> dict[int, float]:
+    """Each seed's final accuracy averaged over the tasks."""
+    return {r["seed"]: sum(r["accuracy_matrix"][-1]) / len(r["accuracy_matrix"][-1]) for r in results["runs"]
+            if r["scenario"] == scenario and r["strategy"] == strategy}
+
+
+def _ace_reading(files: dict[str, dict]) -> list[str]:
+    """Per sequence and memory: the asymmetric loss's final average accuracy minus the plain run's, paired by seed."""
+    lines = []
+    for sequence, arrow in (("ag_news_then_sst2", "ag_news → sst2"), ("sst2_then_ag_news", "sst2 → ag_news")):
+        plain, ace = files.get(f"continual_full_{sequence}"), files.get(f"continual_full_ace_{sequence}")
+        if not (plain and ace):
+            continue
+        for strategy in ("random_replay", "herding_replay", "distilled_text_replay"):
+            a, b = _average_accuracy(ace, strategy), _average_accuracy(plain, strategy)
+            d = summarize_values([100 * (a[s] - b[s]) for s in sorted(a) if s in b])
+            lines.append(f"- {arrow}, {strategy}: the final average accuracy is {verdict(d, 'higher', 'lower', 'no different')} "
+                         f"with the asymmetric loss ({d['mean']:+.1f} ± {d['std']:.1f} points, n = {d['n']}).")
+    return [*lines, ""] if lines else []
+
+
 def memory_budget_page(files: dict[str, dict]) -> list[str]:
     """Earlier measurements of the memory budget and the replay options, at ``continual=full``."""
     budget = {f"continual_full{'' if m == 1 else f'_mem{m}'}_{s}": f"{arrow}, {m}/class"
@@ -157,4 +178,14 @@ def memory_budget_page(files: dict[str, dict]) -> list[str]:
             "Earlier: replay options (continual=full)",
             "Each option applied to every memory; class-incremental BWT on the first task.",
             lambda: bwt_table(_rows(files, options), real_and_text), {n: files[n] for n in options})
+    ace = {**_pick(files, "continual_full_{sequence}", "{sequence}, plain"),
+           **_pick(files, "continual_full_ace_{sequence}", "{sequence}, asymmetric_loss=true")}
+    if any("ace" in n for n in ace):
+        lines += _section(
+            "Earlier: ER-ACE's asymmetric cross-entropy (continual=full, continual.asymmetric_loss=true)",
+            "The incoming task's rows scored over its own classes only, so that new classes do not push the old ones' "
+            "logits down. Final accuracy on both tasks, class-incremental:",
+            lambda: final_table(_rows(files, ace), ("random_replay", "herding_replay", "distilled_text_replay"))
+            + _ace_reading(files),
+            {n: files[n] for n in ace})
     return lines

@@ -102,6 +102,8 @@ class SequenceData:
     distilled_text: list[Examples] | None = None  # each task's distilled set as its decoded text, re-tokenised
     super_dataset: Examples | None = None  # every task's set merged and re-distilled jointly (condense.jobs.super_dataset)
     super_dataset_lrs: torch.Tensor | None = None  # its learned inner learning rates, (T,) or (T, 2): head and encoder
+    merged_sets: Examples | None = None  # every task's embedding-form set merged, in the scenario's label space
+    merged_sets_lrs: torch.Tensor | None = None  # the inner learning rates merge_distilled averaged over the sets
 
 
 class ExampleRows(torch.utils.data.Dataset):

@@ -8,11 +8,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from condense.continual.data import Examples, collate  # first: quiets Avalanche's import
+from condense.continual.data import Examples, LabelLayout, collate  # first: quiets Avalanche's import
 from avalanche.core import SupervisedPlugin  # noqa: E402
 from avalanche.training.storage_policy import ExemplarsBuffer  # noqa: E402
 
-from condense.continual.model import accuracy, loss_and_accuracy, model_device  # noqa: E402
+from condense.continual.model import OUTSIDE_TASK, accuracy, loss_and_accuracy, model_device  # noqa: E402
 from condense.config.schema import MemoryLossConfig, RefitConfig  # noqa: E402
 
 
@@ -114,6 +114,27 @@ class MemoryLoss(SupervisedPlugin):
         strategy.loss = strategy.loss + self.settings.weight * temperature**2 * divergence
 
 
+class AsymmetricLoss(SupervisedPlugin):
+    """ER-ACE's asymmetric cross-entropy (Caccia et al. 2022, ``continual.asymmetric_loss``): rows of the task being
+    learned are scored over that task's classes only, replayed rows over every class. In the class scenario, plain
+    cross-entropy on new rows pushes every old class's logit down, which a memory of a few rows cannot outweigh;
+    with per-task heads the two losses are the same. Replaces the template's loss, so it is registered before any
+    plugin that adds to it (:class:`MemoryLoss`)."""
+
+    def __init__(self, layout: LabelLayout):
+        super().__init__()
+        self.layout = layout
+
+    def before_backward(self, strategy, *args, **kwargs):
+        task = strategy.experience.current_experience
+        logits = strategy.mb_output
+        incoming = (strategy.mbatch[0]["task_ids"] == task).unsqueeze(1)
+        columns = torch.zeros(logits.shape[1], dtype=torch.bool, device=logits.device)
+        columns[self.layout.offset(task) : self.layout.offset(task) + self.layout.num_classes[task]] = True
+        masked = logits.masked_fill(incoming & ~columns, OUTSIDE_TASK)
+        strategy.loss = F.cross_entropy(masked, strategy.mb_y)
+
+
 class MemoryRefit(SupervisedPlugin):
     """Re-fits the heads on the class-balanced replay memory at the end of every experience after the first
     (``continual.refit``), as EEIL's balanced fine-tuning (Castro et al. 2018) does.
@@ -166,11 +187,14 @@ class MemoryRefit(SupervisedPlugin):
 
 class LearnedSteps(SupervisedPlugin):
     """The loop a distilled set was distilled for: each training iteration is one full-batch step of plain SGD at that
-    step's learned learning rates (the head's and the encoder's) on the mean cross-entropy over every row. Avalanche
-    keeps one parameter group, so the learning rates scale the gradients of an SGD at lr 1."""
+    step's learned learning rates (the head's and the encoder's) on the loss it was distilled with: one mean
+    cross-entropy over every row (a set distilled as one, the super-dataset), or with ``per_task_loss`` the sum over
+    tasks of each task's mean (sets distilled each on its own task, then merged). Avalanche keeps one parameter
+    group, so the learning rates scale the gradients of an SGD at lr 1."""
 
-    def __init__(self, lrs: torch.Tensor):
+    def __init__(self, lrs: torch.Tensor, per_task_loss: bool = False):
         super().__init__()
+        self.per_task_loss = per_task_loss
         # One column: a set distilled with the encoder frozen (distill=head), whose loop never stepped the encoder.
         self.lrs = lrs if lrs.ndim == 2 else torch.stack([lrs, torch.zeros_like(lrs)], dim=1)
 
@@ -180,6 +204,12 @@ class LearnedSteps(SupervisedPlugin):
         # smaller ones, which would repeat rows; the learned loop sees every row once per step.
         dataset = strategy.adapted_dataset
         strategy.dataloader = torch.utils.data.DataLoader(dataset, batch_size=len(dataset), collate_fn=collate)
+
+    def before_backward(self, strategy, *args, **kwargs):
+        if self.per_task_loss:
+            tasks = strategy.mbatch[0]["task_ids"]
+            strategy.loss = sum(F.cross_entropy(strategy.mb_output[tasks == task], strategy.mb_y[tasks == task])
+                                for task in tasks.unique())
 
     def before_update(self, strategy, *args, **kwargs):
         head_lr, encoder_lr = self.lrs[strategy.clock.train_exp_iterations].tolist()

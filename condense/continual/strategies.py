@@ -9,7 +9,9 @@ and measured on every task after each training call.
   ``continual.memory_loss`` and ``continual.refit`` turn on for every memory;
 * ``joint``: ``JointTraining`` on every task at once, the reference without forgetting;
 * ``super_dataset``: a fresh model trained only on the super-dataset, every task's distilled set merged and
-  re-distilled jointly (:mod:`condense.jobs.super_dataset`), by the loop it was distilled for.
+  re-distilled jointly (:mod:`condense.jobs.super_dataset`), by the loop it was distilled for;
+* ``merged_sets``: the same on the sets as ``merge_distilled`` merges them, by the loop each set was distilled for
+  (each task's own mean loss).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from condense.continual.data import SequenceData, benchmark  # first: quiets Avalanche's import
+from condense.continual.data import Examples, SequenceData, benchmark  # first: quiets Avalanche's import
 from avalanche.evaluation.metrics import (  # noqa: E402
     accuracy_metrics,
     bwt_metrics,
@@ -37,7 +39,14 @@ from torch import nn  # noqa: E402
 from condense.config.schema import ContinualConfig  # noqa: E402
 from condense.continual.memories import MEMORIES  # noqa: E402
 from condense.continual.model import ContinualClassifier  # noqa: E402
-from condense.continual.plugins import AccuracyCurve, LearnedSteps, MemoryFit, MemoryLoss, MemoryRefit  # noqa: E402
+from condense.continual.plugins import (  # noqa: E402
+    AccuracyCurve,
+    AsymmetricLoss,
+    LearnedSteps,
+    MemoryFit,
+    MemoryLoss,
+    MemoryRefit,
+)
 from condense.models.encoders import Encoder  # noqa: E402
 from condense.registry import lookup  # noqa: E402
 
@@ -85,15 +94,26 @@ def _joint(model, data: SequenceData, bench, settings: ContinualConfig, memory_s
     return StrategyPlan(JointTraining, settings.epochs, None, [bench.train_stream])
 
 
-def _super_dataset(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
-    """One training call on the super-dataset alone, an epoch per learned step: plain SGD at lr 1, which
+def _learned_loop(name: str, examples: Examples | None, lrs: torch.Tensor | None, data: SequenceData,
+                  per_task_loss: bool) -> StrategyPlan:
+    """One training call on ``examples`` alone, an epoch per learned step: plain SGD at lr 1, which
     :class:`LearnedSteps` scales to each step's learned rates."""
-    if data.super_dataset is None:
-        raise ValueError("super_dataset needs the jointly re-distilled super-dataset, which this sequence's data lacks")
-    lrs = data.super_dataset_lrs
-    only = benchmark([data.super_dataset], data.test, data.layout)
-    return StrategyPlan(Naive, len(lrs), None, [only.train_stream[0]], plugins=[LearnedSteps(lrs)],
+    if examples is None or lrs is None or not lrs.numel():
+        raise ValueError(f"{name} needs the merged distilled sets and their learned learning rates, which this "
+                         "sequence's data lacks")
+    only = benchmark([examples], data.test, data.layout)
+    return StrategyPlan(Naive, len(lrs), None, [only.train_stream[0]], plugins=[LearnedSteps(lrs, per_task_loss)],
                         optimizer=lambda parameters: torch.optim.SGD(parameters, lr=1.0), full_batch=True)
+
+
+def _super_dataset(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
+    """The super-dataset, distilled as one set: one mean loss over its rows."""
+    return _learned_loop("super_dataset", data.super_dataset, data.super_dataset_lrs, data, per_task_loss=False)
+
+
+def _merged_sets(model, data: SequenceData, bench, settings: ContinualConfig, memory_size: int) -> StrategyPlan:
+    """The per-task sets merged: each was distilled on its own task's mean loss, so the loss sums them."""
+    return _learned_loop("merged_sets", data.merged_sets, data.merged_sets_lrs, data, per_task_loss=True)
 
 
 STRATEGIES: dict[str, StrategyBuilder] = {
@@ -104,6 +124,7 @@ STRATEGIES: dict[str, StrategyBuilder] = {
     "mean_matched_replay": _sequential("mean_matched"),
     "joint": _joint,
     "super_dataset": _super_dataset,
+    "merged_sets": _merged_sets,
 }
 
 
@@ -117,14 +138,16 @@ def _evaluation_plugin() -> EvaluationPlugin:
     )
 
 
-def _replay_plugins(memory: ExemplarsBuffer, memory_size: int, settings: ContinualConfig) -> list:
+def _replay_plugins(memory: ExemplarsBuffer, memory_size: int, settings: ContinualConfig, layout) -> list:
     """The ReplayPlugin over ``memory`` and what every memory gets with it, in the order they must run: the re-fit
     and MemoryFit read the memory ReplayPlugin has just filled (MemoryFit after the re-fit, as the next experience
-    starts with it), and MemoryLoss adds to the loss the template computed."""
+    starts with it), the asymmetric loss replaces the loss the template computed, and MemoryLoss adds to it."""
     plugins = [ReplayPlugin(memory_size, batch_size_mem=settings.replay_batch_size, storage_policy=memory)]
     if settings.refit.steps:
         plugins.append(MemoryRefit(memory, settings.refit))
     plugins.append(MemoryFit(memory))
+    if settings.asymmetric_loss:
+        plugins.append(AsymmetricLoss(layout))
     if settings.memory_loss.weight > 0:
         plugins.append(MemoryLoss(memory, settings.memory_loss))
     return plugins
@@ -154,7 +177,7 @@ def run_strategy(name: str, encoder: Encoder, data: SequenceData, settings: Cont
     curve = AccuracyCurve(data.curve, iterations // settings.curve_points_per_experience)
     plugins: list = [curve, *plan.plugins]
     if plan.memory is not None:
-        plugins += _replay_plugins(plan.memory, memory_size, settings)
+        plugins += _replay_plugins(plan.memory, memory_size, settings, layout)
     plugins += probes
     strategy = plan.template(
         model=model,

@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from tqdm.auto import tqdm
 
 from condense.artifact.distilled_set import DistilledSet
+from condense.artifact.merge import merge_distilled
 from condense.cache import atomic_write_json, atomic_write_text, cached_json, read_json, to_jsonable
 from condense.config.parsing import sequence_name, task_config
 from condense.config.schema import STRATEGIES, DistillJob, RunJob, TaskConfig
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 # Which form of each task's distilled set a strategy reads, and the projection that distils it: the decoded text
 # (trained through the straight-through projection, so its tokens are exactly what was optimised) for replay, the
 # continuous embeddings for the super-dataset, which re-distils their merge.
-FORMS_READ = {"distilled_text_replay": "text", "super_dataset": "embedding"}
+FORMS_READ = {"distilled_text_replay": "text", "super_dataset": "embedding", "merged_sets": "embedding"}
 PROJECTION = {"text": "straight_through", "embedding": "none"}
 
 
@@ -64,9 +65,11 @@ def distilled_sets(job: RunJob, encoder: Encoder, tasks: list[Task], task_cfgs: 
 
 
 def sequence_data(encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfig], scenario: str, job: RunJob,
-                  texts: list[DistilledSet] | None = None, super_dataset: DistilledSet | None = None) -> SequenceData:
-    """Every task's real training, test and curve examples as hidden states below the trained blocks, with each
-    task's distilled text (``texts``) and the super-dataset when a strategy reads them."""
+                  texts: list[DistilledSet] | None = None, super_dataset: DistilledSet | None = None,
+                  embeddings: list[DistilledSet] | None = None) -> SequenceData:
+    """Every task's real training, test and curve examples as hidden states below the trained blocks, with what the
+    strategies read of the distilled sets: each task's text (``texts``), the super-dataset, and the merge of the
+    embedding-form sets (``embeddings``)."""
     continual = job.continual
     layers = continual.trainable_layers
     layout = LabelLayout(scenario, [task.num_classes for task in tasks])
@@ -80,9 +83,16 @@ def sequence_data(encoder: Encoder, tasks: list[Task], task_cfgs: list[TaskConfi
         curve.append(test[-1].subset(fixed_subsample(len(held_out), continual.curve_examples_per_task)))
     text_examples = None if texts is None else [_text_examples(encoder, distilled, task_cfg, layers, layout, index)
                                                 for index, (distilled, task_cfg) in enumerate(zip(texts, task_cfgs))]
-    return SequenceData(layout, [t.name for t in tasks], train, test, curve, text_examples,
-                        None if super_dataset is None else _super_dataset_examples(encoder, super_dataset, layers, layout),
-                        None if super_dataset is None else super_dataset.inner_lrs.cpu())
+    data = SequenceData(layout, [t.name for t in tasks], train, test, curve, text_examples)
+    if super_dataset is not None:
+        data.super_dataset = _super_dataset_examples(encoder, super_dataset, layers, layout)
+        data.super_dataset_lrs = super_dataset.inner_lrs.cpu()
+    if embeddings is not None:
+        merged = merge_distilled(embeddings, label_space=scenario)
+        hidden = hidden_states_below(encoder, layers, merged.attention_mask, inputs_embeds=merged.embeddings).cpu()
+        data.merged_sets = Examples(hidden, merged.attention_mask.cpu(), merged.soft_labels.cpu(), merged.task_ids.cpu())
+        data.merged_sets_lrs = merged.inner_lrs.cpu()
+    return data
 
 
 def _super_dataset_examples(encoder: Encoder, merged: DistilledSet, layers: int, layout: LabelLayout) -> Examples:
@@ -147,7 +157,8 @@ def run_sequence(job: RunJob) -> dict:
     total = len(continual.scenarios) * len(strategies) * len(continual.seeds)
     with tqdm(total=total, desc=f"{sequence_name(names)}: strategy runs") as progress:
         for scenario in continual.scenarios:
-            data = sequence_data(encoder, tasks, task_cfgs, scenario, job, sets.get("text"), merged)
+            data = sequence_data(encoder, tasks, task_cfgs, scenario, job, sets.get("text"), merged,
+                                 sets.get("embedding") if "merged_sets" in strategies else None)
             for strategy in strategies:
                 for seed in continual.seeds:
                     progress.set_postfix_str(f"{scenario}/{strategy}/seed {seed}")
