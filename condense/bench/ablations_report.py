@@ -72,7 +72,7 @@ def report(results: dict, figures: Path) -> list[str]:
         studied = result["factors"]["labels"]
         lines += [
             "", f"![{task} ablations](figures/{path.name})", "",
-            "Label-only effect (inputs × labels; every row of real inputs uses the studied set's learned learning rates "
+            f"Label-only effect on {task}, distillation seeds {bench['seeds']} (inputs × labels; every row of real inputs uses the studied set's learned learning rates "
             "except the last, which uses its own):", "",
             *table_head(["inputs", "hard labels", "learned labels of the distilled set", "labels learned for these inputs"], "lrrr"),
             f"| distilled (hard: distilled with hard labels) | {points(studied['hard']['distilled'])} | "

@@ -164,7 +164,7 @@ def section(results: dict, figures: Path) -> list[str]:
     bars = bar_rows(results)
     if bars:
         lines += [*table_head(["bar", "measured", "met"]), *bars, ""]
-    lines += [results_table(results), ""]
+    lines += [results_table(results, changed_settings(results) if variant_name(results) else ""), ""]
     lines += reading(results)
     figures.mkdir(parents=True, exist_ok=True)
     for figure, draw in (("forgetting_curves", forgetting_curves), ("accuracy_matrices", accuracy_matrices)):
@@ -192,13 +192,36 @@ def sequences_table(all_results: list[dict], scenario: str = "class") -> list[st
     return lines
 
 
-def options_table(variants: list[tuple[str, dict]], scenario: str = "class") -> list[str]:
-    """One question, one table: each memory's BWT on the first task and final average accuracy under each variant of
-    the replay settings (``variants``: label, results)."""
-    lines = table_head(["sequence", "variant", *MEMORIES], "ll" + "r" * len(MEMORIES))
-    for label, results in variants:
+def changed_settings(results: dict) -> str:
+    """What a file's command changed of the defaults: its overrides, less where it ran and which strategies."""
+    kept = [o for o in results["config"].get("overrides", [])
+            if not o.startswith(("task_sequence", "threads=", "out=", "continual.strategies="))]
+    return ", ".join(f"`{o}`" for o in kept) or "defaults"
+
+
+def options_table(files: list[dict], scenario: str = "class") -> list[str]:
+    """One question, one table: each memory's BWT on the first task and final average accuracy under the defaults and
+    each variant of the replay settings; files without a memory are left out."""
+    lines = table_head(["sequence", "settings", *MEMORIES], "ll" + "r" * len(MEMORIES))
+    for results in files:
         summary = results["summary"].get(scenario, {})
+        if not any(s in summary for s in MEMORIES):
+            continue
         cells = [f"{points(first_task_bwt(results, scenario, s))} / {points(summary[s]['average_accuracy'])}"
                  if s in summary else "—" for s in MEMORIES]
-        lines.append(table_row([arrow(results), label, *cells]))
+        lines.append(table_row([arrow(results), changed_settings(results), *cells]))
+    return lines
+
+
+def super_dataset_table(files: list[dict], scenario: str = "class") -> list[str]:
+    """The super-dataset against joint training under the defaults and each variant of its settings: its share of
+    joint's final accuracy on every task, and its final average accuracy."""
+    lines = table_head(["sequence", "settings", "super_dataset / joint, each task", "super_dataset, average"], "llrr")
+    for results in files:
+        ratios = merged_ratios(results, scenario)
+        if ratios is None:
+            continue
+        average = results["summary"][scenario]["super_dataset"]["average_accuracy"]
+        lines.append(table_row([arrow(results), changed_settings(results),
+                                ", ".join(f"{100 * r:.1f}%" for r in ratios), points(average)]))
     return lines

@@ -25,6 +25,7 @@ from condense.bench.continual_report import (
     paired_difference,
     section,
     sequences_table,
+    super_dataset_table,
 )
 from condense.bench.distill_report import TASKS, bar_measures, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.bench.experimental_report import experimental_page
@@ -74,10 +75,13 @@ def continual_page(current: list[dict], figures: Path, legacy: dict[str, dict]) 
     for results in mains:
         body += section(results, figures)
     if variants:
-        body += ["## Replay settings, one question per table", "",
-                 "Cells: class-incremental BWT on the first task / final average accuracy, mean ± std over seeds. Each "
-                 "variant's section below gives its command.", "",
-                 *options_table([("defaults", r) for r in mains] + [(r.get("name", ""), r) for r in variants]), ""]
+        body += ["## Settings, one question per table", "",
+                 "Each variant's section below gives its command. The replay settings: class-incremental BWT on the "
+                 "first task / final average accuracy, mean ± std over seeds.", "",
+                 *options_table(mains + variants), "",
+                 "The super-dataset's settings: its final accuracy over joint training's, class-incremental.", "",
+                 *super_dataset_table([r for r in mains if any(r["sequence"] == v["sequence"] for v in variants)]
+                                      + variants), ""]
         for results in variants:
             body += section(results, figures)
     body += memory_budget_page(legacy)

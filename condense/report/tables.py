@@ -163,15 +163,15 @@ def one_line(summary: dict) -> str:
             f"{summary['seconds']['mean']:.0f} s per run")
 
 
-def results_table(results: dict) -> str:
+def results_table(results: dict, settings: str = "") -> str:
     """Markdown: one table per scenario, a row per strategy, accuracies and transfer in points, and the replay
-    memory's cross-entropy under the model when the next task starts."""
+    memory's cross-entropy under the model when the next task starts; ``settings`` names what the run changed."""
     names = results["sequence"]
     lines = []
     for scenario, by_strategy in results["summary"].items():
         columns = ["strategy", *(f"final {n}" for n in names), "average", "BWT", "forgetting", "FWT", "memory loss", "s/run"]
         lines += [
-            f"**{scenario}-incremental** ({', '.join(names)}; mean ± std over seeds, accuracy in %)",
+            f"**{scenario}-incremental{', ' + settings if settings else ''}** ({', '.join(names)}; mean ± std over seeds, accuracy in %)",
             "",
             *table_head(columns, "l" + "r" * (len(columns) - 1)),
         ]
