@@ -226,3 +226,20 @@ def test_a_legacy_file_shows_todays_names_only_for_methods_still_in_the_product(
     results = {**matched, "runs": [{"strategy": "herding_distilled_replay"}], "summary": {"class": {"herding_distilled_replay": {}}}}
     assert renamed(results)["summary"] == {"class": {"mean_matched_replay": {}}}
     assert renamed(results)["runs"] == [{"strategy": "mean_matched_replay"}]
+
+
+def test_the_settings_tables_name_what_each_file_changed_and_skip_files_without_their_strategies():
+    from condense.bench.continual_report import changed_settings, options_table, super_dataset_table
+
+    defaults = _sequence_results({"class": {"random_replay": [-0.3] * 5}}, {"class": {"joint": [0.8, 0.8], "super_dataset": [0.72, 0.6]}})
+    defaults["config"] = {"overrides": ["task_sequence=x", "threads=1"]}
+    longer = _sequence_results({}, {"class": {"joint": [0.8, 0.8], "super_dataset": [0.6, 0.76]}})
+    longer["config"] = {"overrides": ["continual.super_dataset.outer_steps=800", "continual.strategies=[joint,super_dataset]",
+                                      "threads=1", "out=runs/x"]}
+    assert changed_settings(defaults) == "defaults"
+    assert changed_settings(longer) == "`continual.super_dataset.outer_steps=800`"
+    replay = options_table([defaults, longer])
+    assert len(replay) == 3 and "| a → b | defaults | -30.0 ± 0.0 / " in replay[2]  # the run without memories is left out
+    merged = super_dataset_table([defaults, longer])
+    assert merged[2:] == ["| a → b | defaults | 90.0%, 75.0% | 66.0 ± 0.0 |",
+                          "| a → b | `continual.super_dataset.outer_steps=800` | 75.0%, 95.0% | 68.0 ± 0.0 |"]
