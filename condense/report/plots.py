@@ -16,8 +16,8 @@ from condense.cache import atomic_savefig  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-# The strategy trained on the super-dataset only, and the line style of its final accuracy on the curves.
-MERGED_LINES = {"super_dataset": ":"}
+# The strategies trained on merged distilled sets only, and the line style of their final accuracy on the curves.
+MERGED_LINES = {"super_dataset": ":", "merged_sets": "-."}
 
 
 def _curves(runs: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
