@@ -35,43 +35,48 @@ def _cross(first: dict, a: str, second: dict, b: str, scenario: str = "class") -
     return summarize_values([x[s] - y[s] for s in sorted(x) if s in y])
 
 
+def _memory_section(files: dict[str, dict], picked: dict[str, str], title: str, what: str, shown: tuple[str, ...],
+                    removed: str, kept: str) -> list[str]:
+    """A removed memory's section: the BWT of the ``shown`` memories in each ``picked`` file, then ``removed`` read
+    against ``kept``, the memory that took or keeps its place."""
+    rows = _rows(files, picked)
+    return _section(title, what, lambda: bwt_table(rows, shown) + against(rows, removed, kept), {n: files[n] for n in picked})
+
+
 def experimental_page(files: dict[str, dict]) -> list[str]:
     lines = list(INTRO)
     plain = {**_pick(files, "continual_full_{sequence}", "{sequence}, 1/class")}
     for m in (2, 4, 8, 16):
         plain.update(_pick(files, f"continual_full_mem{m}_{{sequence}}", f"{{sequence}}, {m}/class"))
     if plain:
-        lines += _section(
-            "distilled_replay: each task's distilled set as continuous embeddings",
+        lines += _memory_section(
+            files, plain, "distilled_replay: each task's distilled set as continuous embeddings",
             "The per-task sets replayed in embedding form, beside their decoded text (`distilled_text_replay`, kept).",
-            lambda: bwt_table(_rows(files, plain), ("random_replay", "herding_replay", "distilled_replay", "distilled_text_replay"))
-            + against(_rows(files, plain), "distilled_replay", "distilled_text_replay"), {n: files[n] for n in plain})
+            ("random_replay", "herding_replay", "distilled_replay", "distilled_text_replay"), "distilled_replay",
+            "distilled_text_replay")
         condensed = {n: l for n, l in plain.items() if "condensed_replay" in files[n]["summary"]["class"]}
-        lines += _section(
-            "condensed_replay: a memory condensed against the learner while each task trains",
+        lines += _memory_section(
+            files, condensed, "condensed_replay: a memory condensed against the learner while each task trains",
             "Gradient matching on the memory's hidden states after every training iteration (one step, Adam lr 0.01).",
-            lambda: bwt_table(_rows(files, condensed), ("random_replay", "condensed_replay"))
-            + against(_rows(files, condensed), "condensed_replay", "random_replay"), {n: files[n] for n in condensed})
+            ("random_replay", "condensed_replay"), "condensed_replay", "random_replay")
     learner = {**_pick(files, "continual_full_refit_{sequence}", "{sequence}, refit.steps=100"),
                **_pick(files, "continual_full_ace_{sequence}", "{sequence}, asymmetric_loss=true")}
     if learner:
-        lines += _section(
-            "learner_distilled_replay: a memory distilled by BPTT for a fresh head on the learner's blocks",
+        lines += _memory_section(
+            files, learner, "learner_distilled_replay: a memory distilled by BPTT for a fresh head on the learner's blocks",
             "When each task ends, random real rows distilled (200 outer steps) so that a linear head trained on them "
             "by unrolled SGD classifies the task's real features; bilevel, soft labels.",
-            lambda: bwt_table(_rows(files, learner), ("random_replay", "herding_replay", "learner_distilled_replay"))
-            + against(_rows(files, learner), "learner_distilled_replay", "random_replay"), {n: files[n] for n in learner})
+            ("random_replay", "herding_replay", "learner_distilled_replay"), "learner_distilled_replay", "random_replay")
     bilevel = {**_pick(files, "continual_full_hd_{sequence}", "{sequence}, 200 steps"),
                **_pick(files, "continual_full_hd_mem2_{sequence}", "{sequence}, 200 steps, 2/class"),
                **_pick(files, "continual_full_hd_steps1_{sequence}", "{sequence}, 1 step"),
                **_pick(files, "continual_full_hd_steps20_{sequence}", "{sequence}, 20 steps")}
     if bilevel:
-        lines += _section(
-            "The bilevel objective for herding's rows (learner_distill.objective=bilevel)",
+        lines += _memory_section(
+            files, bilevel, "The bilevel objective for herding's rows (learner_distill.objective=bilevel)",
             "The same distillation started from the rows herding keeps (`herding_distilled_replay`); mean matching, "
             "the other objective, is today's `mean_matched_replay`.",
-            lambda: bwt_table(_rows(files, bilevel), ("random_replay", "herding_replay", "herding_distilled_replay"))
-            + against(_rows(files, bilevel), "herding_distilled_replay", "herding_replay"), {n: files[n] for n in bilevel})
+            ("random_replay", "herding_replay", "herding_distilled_replay"), "herding_distilled_replay", "herding_replay")
     noise = _pick(files, "continual_full_mm_noise_{sequence}")
     if noise:
         def noise_body() -> list[str]:

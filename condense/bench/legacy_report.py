@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from condense.bench.continual_report import first_task_bwt, paired_difference
+from condense.bench.continual_report import first_task_bwt, merged_ratios, paired_difference
 from condense.report.tables import points, signed_points, summarize_values, table_head, table_row, verdict
 
 LEGACY_COMMIT = "bcea196"  # the last commit with the old strategy names and every removed method
@@ -85,9 +85,7 @@ def merged_table(rows: list[tuple[str, dict]], strategies: tuple[str, ...]) -> l
         for scenario, summary in results["summary"].items():
             if "joint" not in summary:
                 continue
-            joint = summary["joint"]["final_accuracy"]
-            ratios = {s: [m["mean"] / j["mean"] for m, j in zip(summary[s]["final_accuracy"], joint)]
-                      for s in strategies if s in summary}
+            ratios = {s: merged_ratios(results, scenario, s) for s in strategies if s in summary}
             lines.append(table_row([label, scenario, *(" / ".join(f"{100 * r:.0f}%" for r in ratios[s]) if s in ratios
                                                        else "—" for s in strategies)]))
             top = max(ratios, key=lambda s: min(ratios[s]))
