@@ -79,10 +79,32 @@ def test_the_summary_merges_one_models_runs_task_by_task_and_rows_each_model():
     assert "| mpnet_base (here) | entire dataset | — | — | 90.0 ± 1.0 (2,000 training rows) | — |" in text
     one_seed = {"entire": {"whole_test": {**stat(0.9), "n": 1}, "subsample": {**stat(0.9), "n": 1}}, "train_examples": 10}
     assert "| 90.0 (1 seed) |" in "\n".join(seed_table_report.seed_layout({"m": {"ag_news": {**one_seed, "sets": {}}}}))
-    # The second run's encoder-mode set sits beside the first run's sets: 81 / 90 = 90.0% >= 85%.
-    assert "| sst2 | all-weights embedding, learned protocol ≥ 85% of entire | 90.0% (" + encoder + ") | yes |" in text
-    assert "| sst2 | … and ≥ the best real subset + 5 points | +10.0 points | yes |" in text
-    assert "| sst2_2k | recipe on the best text set ≥ 85% of entire | 85.6% (head-mode text) | yes |" in text
+    # k = 1: 70 / 90 = 77.8% < 85%, but 10 points ahead of herding; k = 10 was not run.
+    assert "| sst2 | 1 | recipe on the best text set ≥ 85% of entire | 77.8% (head-mode text) | no |" in text
+    assert "| sst2 | 1 | … ≥ the best real subset + 5 points | +10.0 points (vs herding) | yes |" in text
+    assert "| sst2 | 10 | recipe on the best text set ≥ 90% of entire | not run | no |" in text
+    assert "| sst2_2k | 1 | recipe on the best text set ≥ 85% of entire | 85.6% (head-mode text) | yes |" in text
+    assert "| sst2 | 1 | 70.0 ± 1.0 (head-mode text) | 77.8% | 60.0 ± 1.0 (herding) | 66.7% | +10.0 |" in text
+
+
+def test_budgets_compare_every_k_across_label_treatments_and_plot_accuracy_against_k(tmp_path):
+    def stat(mean):
+        return {"mean": mean, "std": 0.02, "n": 9}
+
+    entire = {"whole_test": stat(0.8), "subsample": stat(0.8)}
+    learned = {"name": "bench_seed_table", "config": {"model": {"name": "minilm"}, "bench": {"seed_table": {}}},
+               "tasks": {"rotten_tomatoes": {"entire": entire, "train_examples": 10, "sets": {"1": {"random": {"finetune": stat(0.55)}}}}}}
+    hard = {"name": "bench_seed_table_hard", "config": {"model": {"name": "minilm"}, "bench": {"seed_table": {"baseline_labels": "hard"}}},
+            "tasks": {"rotten_tomatoes": {"entire": None, "train_examples": 10, "sets": {
+                "1": {"head-mode text": {"finetune": stat(0.66)}, "recipe-mode text": {"finetune": stat(0.65)}, "random": {"finetune": stat(0.58)}},
+                "10": {"head-mode text": {"finetune": stat(0.72)}, "herding": {"finetune": stat(0.74)}}}}}}
+    text = "\n".join(seed_table_report.summary([learned, hard], tmp_path))
+    # Both label treatments of random stay: the best real subset at k = 1 is the hard-labelled one.
+    assert "| rotten_tomatoes | 1 | 66.0 ± 2.0 (head-mode text) | 82.5% | 58.0 ± 2.0 (random (hard labels)) | 72.5% | +8.0 |" in text
+    assert "| rotten_tomatoes | 10 | 72.0 ± 2.0 (head-mode text) | 90.0% | 74.0 ± 2.0 (herding (hard labels)) | 92.5% | -2.0 |" in text
+    assert "| rotten_tomatoes | 10 | … ≥ the best real subset + 5 points | -2.0 points (vs herding (hard labels)) | no |" in text
+    assert (tmp_path / "seed_table_budgets_minilm.png").stat().st_size > 10_000
+    assert "![recipe accuracy against k, minilm](figures/seed_table_budgets_minilm.png)" in text
 
 
 def test_attention_ablation_needs_an_encoder_preset_and_bad_variants_fail_at_start(tiny_model_dirs, tiny_task_dir, tmp_path):

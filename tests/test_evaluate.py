@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from condense.report.tables import metrics_table
 from condense.artifact.distilled_set import InnerProtocol, TrainingSet
 from condense.eval import protocols as evaluate
 from condense.eval.protocols import (
@@ -87,11 +88,11 @@ def test_finetune_covers_epochs_with_a_partial_last_batch(tiny_bert, monkeypatch
         return original(encoder, mask, params, **inputs)
 
     monkeypatch.setattr(evaluate, "classify", counting_classify)
-    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=3, min_steps=1), torch.Generator().manual_seed(0))
+    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=3, min_steps=1, group_by_length=False), torch.Generator().manual_seed(0))
     # 3 epochs of 20 examples in batches of 16: a full batch and the 4 left over, three times, every example per epoch.
     assert [len(batch) for batch in seen] == [16, 4, 16, 4, 16, 4]
     seen.clear()
-    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=1, min_steps=5), torch.Generator().manual_seed(0))
+    finetune(tiny_bert, train, FinetuneRecipe(batch_size=16, epochs=1, min_steps=5, group_by_length=False), torch.Generator().manual_seed(0))
     assert [len(batch) for batch in seen] == [16, 4, 16, 4, 16], "min_steps tops up a short recipe"
 
 
@@ -99,3 +100,11 @@ def test_shuffled_batches_visit_every_example_once_per_epoch():
     batches = list(itertools.islice(shuffled_batches(20, 16, torch.Generator().manual_seed(0)), 4))
     assert [len(b) for b in batches] == [16, 4, 16, 4]
     assert sorted(torch.cat(batches[:2]).tolist()) == list(range(20))
+
+
+def test_the_printed_table_says_whether_the_fine_tuning_reference_is_the_entire_split_or_a_sample():
+    stat = {"mean": 0.8, "std": 0.01, "n": 2}
+    whole = {"finetune": {"decoded": stat, "full": {**stat, "train_examples": 8530, "train_rows": 8530}}, "learned": {}}
+    assert "full (fine-tuning): the recipe on all 8,530 training rows" in metrics_table(whole)
+    sample = {"finetune": {"full": {**stat, "train_examples": 1000, "train_rows": 8530}}, "learned": {}}
+    assert "a sample of 1,000 of the 8,530 training rows (eval.full_finetune_examples), not the entire split" in metrics_table(sample)

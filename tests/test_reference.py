@@ -44,7 +44,7 @@ def test_linear_schedule_warms_up_then_decays_to_zero():
     assert values[0] == pytest.approx(1 / 11) and values[9] == pytest.approx(10 / 11)
     assert values[10] == pytest.approx(1.0) and values[-1] == pytest.approx(1 / 90) and values == sorted(values[:10]) + values[10:]
     assert all(a >= b for a, b in zip(values[10:], values[11:]))
-    assert lr_factor(FinetuneRecipe(), steps=100)(57) == 1.0
+    assert lr_factor(FinetuneRecipe(schedule="constant"), steps=100)(57) == 1.0 and lr_factor(FinetuneRecipe(), steps=100)(100) == 0.0
 
 
 def test_grouped_batches_cover_each_epoch_once_with_similar_lengths():

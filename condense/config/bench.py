@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from condense.config.schema import BASELINES, DistillConfig, EvalConfig, FinetuneRecipe, ModelConfig, Runtime, at_least, choices_list, counts, positive
+from condense.config.schema import BASELINES, DistillConfig, EvalConfig, FinetuneRecipe, ModelConfig, Runtime, at_least, choice, choices_list, counts, positive
 
 
 @dataclass
@@ -75,7 +75,7 @@ class SeedTableBench:
     """The seed's table: the standard recipe on all training rows ("entire") and on sets of k per class."""
 
     tasks: List[Any] = field(default_factory=lambda: ["ag_news", "imdb", "sst2", "rotten_tomatoes"])  # the seed's order
-    recipe: FinetuneRecipe = field(default_factory=lambda: FinetuneRecipe(epochs=1, batch_size=32, schedule="linear", group_by_length=True))
+    recipe: FinetuneRecipe = field(default_factory=FinetuneRecipe)
     # Fresh head and data order of each full-data run. Empty: a run that adds sets to a task whose full-data runs
     # another seed-table run of the same model holds (the report's summary takes them from there).
     entire_seeds: List[int] = field(default_factory=lambda: [0, 1], metadata={"min": 0, "non_empty": False})
@@ -86,6 +86,25 @@ class SeedTableBench:
     encoder_outer_steps: int = at_least(200, 1)
     attention: List[str] = choices_list(["none", "first_token"], ("none", "first_token", "all_rows"))  # the ablation
     baselines: List[str] = choices_list(list(BASELINES), BASELINES, non_empty=False)
+    # The real subsets' labels: hard (one-hot, as anyone fine-tunes on real rows) or learned (soft labels from the
+    # head-mode outer loop, the label treatment distilled sets get; 400 more outer steps per subset).
+    baseline_labels: str = choice("learned", ("learned", "hard"))
+    # Distillation presets (configs/distill/) whose text sets train under the recipe, each at every k.
+    methods: List[str] = field(default_factory=lambda: ["head"])
+
+
+@dataclass
+class PeersBench:
+    """A peer's released distilled sets (``k{K}/*.jsonl``) under the seed table's recipe, beside condense's sets."""
+
+    name: str = "dilm-sst2"
+    path: Optional[str] = None  # None: shared/peers/<name> beside the datasets folder
+    task: Any = "sst2"
+    ks: List[int] = counts([5, 10, 20], 1)
+    n_sets: int = at_least(20, 1)  # the first n_sets files of each k, in name order
+    n_inits: int = at_least(3, 1)  # fresh models per released set
+    text_column: str = "sentence"
+    label_column: str = "labels"
 
 
 @dataclass
@@ -107,6 +126,7 @@ class BenchConfig:
     prompting: PromptingBench = field(default_factory=PromptingBench)
     qualitative: QualitativeBench = field(default_factory=QualitativeBench)
     seed_table: SeedTableBench = field(default_factory=SeedTableBench)
+    peers: PeersBench = field(default_factory=PeersBench)
 
 
 @dataclass

@@ -126,13 +126,15 @@ def labelled_subset(
 def full_finetune(
     encoder: Encoder, task: Task, train_labels: torch.Tensor, test: HeldOutData, recipe: FinetuneRecipe, job: DistillJob
 ) -> dict:
-    """The fine-tuning recipe on all the training data (or ``eval.full_finetune_examples`` of it)."""
+    """The fine-tuning recipe on the entire training split (or a fixed sample of ``eval.full_finetune_examples`` rows
+    of it, for slow machines); the result says how many rows it trained on, of how many."""
     keep = fixed_subsample(len(train_labels), job.eval.full_finetune_examples)
     tokens = tokenize(encoder, [task.train["text"][i] for i in keep.tolist()], job.task.max_length)
     full = TrainingSet(tokens["attention_mask"], F.one_hot(train_labels[keep], task.num_classes).float(), input_ids=tokens["input_ids"])
-    return finetune_protocol(
+    result = finetune_protocol(
         encoder, full, test, recipe, n_inits=job.eval.full_finetune_inits, seed=job.eval.seed, desc="fine-tuning: full"
     )
+    return {**result, "train_examples": len(keep), "train_rows": len(train_labels)}
 
 
 def reference(kind: str, encoder: Encoder, task: TaskConfig, settings: dict, compute: Callable[[], dict]) -> dict:

@@ -115,6 +115,13 @@ def metrics_table(metrics: dict) -> str:
     for name in SETS:
         entries = [metrics[protocol].get(name) for protocol in protocols]
         lines.append(table_row([name, *("—" if e is None else f"{points(e)} (n={e['n']})" for e in entries)]))
+    full = (metrics.get("finetune") or {}).get("full") or (metrics.get("learned") or {}).get("full") or {}
+    if "train_rows" in full:  # the fine-tuning reference says what it trained on: all rows, or a sample
+        rows = full["train_rows"]
+        lines.append("")
+        lines.append(f"full (fine-tuning): the recipe on all {rows:,} training rows" if full["train_examples"] == rows else
+                     f"full (fine-tuning): the recipe on a sample of {full['train_examples']:,} of the {rows:,} training "
+                     "rows (eval.full_finetune_examples), not the entire split")
     return "\n".join(lines)
 
 
