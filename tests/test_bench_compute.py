@@ -34,6 +34,9 @@ def bench_cfg(tiny_model_dirs, tiny_task_dir, tmp_path_factory):
         "bench.compute.eval_points=3", "bench.compute.finetune_max_examples=20",
         "bench.compute.finetune_eval_points=2",
         "bench.compute.seeds=[0,1]",
+        # The recipe these curves were pinned with (batches of 16, constant lr, shuffled), not today's default one.
+        "eval.finetune.recipe.batch_size=16", "eval.finetune.recipe.schedule=constant",
+        "eval.finetune.recipe.group_by_length=false",
     ])
 
 

@@ -37,12 +37,12 @@ def test_peer_sets_train_beside_condenses_sets_of_the_same_k(tiny_model_dirs, ti
     task = f"{{name: tiny, path: {tiny_task_dir}}}"
     overrides = [f"model.name={tiny_model_dirs['bert']}", f"bench.peers.task={task}", f"bench.peers.path={folder}",
                  "bench.peers.n_sets=2", "bench.peers.n_inits=2", "bench.seeds=[0]", "bench.outer_steps=2",
-                 "bench.seed_table.n_inits=2", "bench.seed_table.recipe.min_steps=2", "bench.seed_table.baseline_labels=hard",
+                 "bench.seed_table.n_inits=1", "bench.seed_table.recipe.min_steps=2", "bench.seed_table.baseline_labels=hard",
                  "bench.seed_table.baselines=[random]", "eval=smoke", "threads=1", "report=false", f"results_dir={tmp_path}"]
     results = run_experiment("peers", compose("bench", [*overrides, "bench.peers.ks=[1]"]), "python -m condense.bench peers")
     cell = results["ks"]["1"]
     assert cell["peer"]["sets"] == 2 and cell["peer"]["finetune"]["n"] == 4  # 2 of the 3 sets x 2 fresh models
-    assert set(cell["condense"]) == {"head-mode text", "random"} and cell["condense"]["head-mode text"]["finetune"]["n"] == 2
+    assert set(cell["condense"]) == {"head-mode text", "random"} and cell["condense"]["head-mode text"]["finetune"]["n"] == 1
     assert results["entire"] is None  # no seed-table file with the entire-data runs in results_dir
     text = "\n".join(peers_report.report(results, tmp_path))
     assert "| 1 | " in text and "(head-mode text)" in text

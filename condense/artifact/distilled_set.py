@@ -46,7 +46,7 @@ __all__ = [
 
 FORMS = ("embedding", "text")  # what a model trains on: the input embeddings, or the decoded text re-tokenised
 SOFT_LABEL_ATOL = 1e-4
-INNER_SETTINGS = ("params", "n_layers", "optimizer", "weight_decay", "batch_size")  # the meta["inner"] keys InnerProtocol reads
+INNER_SETTINGS = ("params", "n_layers", "optimizer")  # the meta["inner"] keys InnerProtocol reads
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing the lrs tensors elementwise has no single truth value
@@ -55,9 +55,7 @@ class InnerProtocol:
 
     params: str = "head"  # head | last_n_layers | all
     n_layers: int = 1  # for last_n_layers
-    optimizer: str = "sgd"  # sgd | momentum | adam | adamw
-    weight_decay: float = 0.0  # adamw's decoupled weight decay
-    batch_size: int | None = None  # mini-batches of the set per step, drawn as epochs of shuffled batches; None: all
+    optimizer: str = "sgd"  # sgd | momentum | adam
     lrs: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # (T,) or (T, 2): head[, encoder] per step
     attention: AttentionSpec | None = None  # the attention-label term of the inner loss, when the set has labels
 

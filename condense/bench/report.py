@@ -30,7 +30,7 @@ from condense.bench.continual_report import (
 from condense.bench.distill_report import TASKS, bar_measures, bar_summary, cost_section, task_section, unroll_memory_section
 from condense.bench.experimental_report import experimental_page
 from condense.bench.legacy_report import memory_budget_page
-from condense.bench.seed_table_report import COLUMNS, best_text_set, column_task
+from condense.bench.seed_table_report import COLUMNS, best_text_set, ceiling_section, column_task, merged_models, recipe_cost_section
 from condense.cache import atomic_write_text
 from condense.report.tables import NOISE_RULE, signed_points, table_head, table_row
 
@@ -130,13 +130,17 @@ def headline_rows(reports: dict, seed_table: dict | None, mains: list[dict], lin
     if seed_table:
         cells = []
         for column, label in COLUMNS.items():
-            task = column_task(seed_table["tasks"], column)
-            result = seed_table["tasks"].get(task) if task else None
-            found = None if result is None or not result.get("entire") else best_text_set(result["sets"].get("1", {}))
-            if found:
-                cells.append(f"{label} {100 * found[1]['mean'] / result['entire']['subsample']['mean']:.1f}%")
-        rows.append(table_row(["the seed's table: fine-tuned (standard recipe) on the distilled text, 1/class / on the "
-                               "entire dataset", ", ".join(cells), f"[the seed's table]({link}/seed_table.md)"]))
+            task = column_task(seed_table, column)
+            result = seed_table.get(task) if task else None
+            shares = []
+            for k in ("1", "10"):
+                found = None if result is None or not result.get("entire") else best_text_set(result["sets"].get(k, {}))
+                if found:
+                    shares.append(f"{100 * found[1]['mean'] / result['entire']['subsample']['mean']:.1f}% (k={k})")
+            if shares:
+                cells.append(f"{label} {', '.join(shares)}")
+        rows.append(table_row(["the seed's table: fine-tuned (standard recipe) on the best distilled text, k per class / "
+                               "on the entire dataset", "; ".join(cells), f"[the seed's table]({link}/seed_table.md)"]))
     gaps, shares = [], []
     for results in mains:
         distilled, real = best(results, "class", DISTILLED_MEMORIES), best(results, "class", REAL_MEMORIES)
@@ -168,10 +172,17 @@ def write_report(results_dir: Path, docs: Path, readme: Path | None = None) -> l
     legacy.update({p.stem: _read(p) for p in sorted(results_dir.glob("refit_validation_*.json"))})
     if (results_dir / "block_drift.json").exists():
         legacy["block_drift"] = _read(results_dir / "block_drift.json")
+    # Seed-table runs that measured a distillation preset since removed (recipe mode) beside the kept one.
+    legacy.update({p.stem: _read(p) for p in sorted(results_dir.glob("bench_seed_table*.json"))})
     pages = {"continual": continual_page(current, figures, legacy), "distill": distill_page(reports, results_dir),
              "experimental": experimental_page(legacy), **bench_pages(results_dir, figures)}
-    seed_table = _read(results_dir / "bench_seed_table.json") if (results_dir / "bench_seed_table.json").exists() else None
+    runs = [_read(p) for p in sorted(results_dir.glob("bench_seed_table*.json"))]
+    runs.sort(key=lambda r: r.get("name") != "bench_seed_table")  # the preset's run first, as on its page
+    seed_table = merged_models(runs).get("minilm") if runs else None
     mains = [r for r in current if at_defaults(r)]
+    for name, section in (("recipe_ceiling", ceiling_section), ("recipe_cost", recipe_cost_section)):
+        if "seed_table" in pages and (results_dir / f"{name}.json").exists():
+            pages["seed_table"] += section(_read(results_dir / f"{name}.json"))
     written = []
     for name, lines in pages.items():
         written.append(atomic_write_text(docs / "results" / f"{name}.md", "\n".join(lines).rstrip() + "\n"))

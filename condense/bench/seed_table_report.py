@@ -86,23 +86,36 @@ def summary(runs: list[dict], figures: Path) -> list[str]:
     """The seed's layout and the bars over every seed-table run: a row pair per model. Runs of one model are
     merged task by task: the entire-dataset runs of the first run that has them, the sets of all of them (a later
     run adds sets, e.g. the encoder-mode ones of a task, beside the earlier run's)."""
-    models: dict[str, dict[str, dict]] = {}
-    for results in runs:
-        merged = models.setdefault(results["config"]["model"]["name"], {})
-        hard = results["config"].get("bench", {}).get("seed_table", {}).get("baseline_labels") == "hard"
-        for task, result in results["tasks"].items():
-            into = merged.setdefault(task, {**result, "sets": {}})
-            into["entire"] = into["entire"] or result["entire"]
-            for k, sets in result["sets"].items():
-                into["sets"].setdefault(k, {}).update({hard_labelled(n) if hard and n in REAL_SUBSETS else n: v for n, v in sets.items()})
+    models = merged_models(runs)
     lines = ["## The seed's table, every model", "",
              "Merged from the seed-table runs above (" + ", ".join(f"`{r['name']}`" for r in runs) + "); where two runs "
-             "measured the same set, the later one's cell is shown.", ""]
+             "measured the same set, the cell shown is the run's with hard-labelled real subsets (this protocol's).", ""]
     lines += seed_layout(models)
     for model, tasks in models.items():
         lines += budgets(model, tasks, figures)
         lines += bars(model, tasks)
     return lines
+
+
+def merged_models(runs: list[dict]) -> dict[str, dict[str, dict]]:
+    """{model: {task: result}} over seed-table runs: the entire-dataset runs of the first run that has them, the sets
+    of all of them (a later run's cell replaces an earlier one's of the same name; real subsets trained with their
+    own hard labels keep a name of their own). Runs with hard-labelled subsets, the later protocol, are merged last,
+    so theirs are the cells shown where both measured a set."""
+    models: dict[str, dict[str, dict]] = {}
+    for results in sorted(runs, key=_is_hard):
+        merged = models.setdefault(results["config"]["model"]["name"], {})
+        hard = _is_hard(results)
+        for task, result in results["tasks"].items():
+            into = merged.setdefault(task, {**result, "sets": {}})
+            into["entire"] = into["entire"] or result["entire"]
+            for k, sets in result["sets"].items():
+                into["sets"].setdefault(k, {}).update({hard_labelled(n) if hard and n in REAL_SUBSETS else n: v for n, v in sets.items()})
+    return models
+
+
+def _is_hard(results: dict) -> bool:
+    return results["config"].get("bench", {}).get("seed_table", {}).get("baseline_labels") == "hard"
 
 
 def hard_labelled(subset: str) -> str:
@@ -267,4 +280,40 @@ def bars(model: str, tasks: dict) -> list[str]:
                 margin = best[1]["mean"] - real[1]["mean"]
                 lines.append(table_row([task, str(k), f"… ≥ the best real subset + {100 * REAL_MARGIN:.0f} points",
                                         f"{100 * margin:+.1f} points (vs {real[0]})", "yes" if margin >= REAL_MARGIN else "no"]))
+    return lines + [""]
+
+
+def ceiling_section(results: dict) -> list[str]:
+    """``recipe_ceiling.json``: the best a head trained by the recipe's AdamW can do on frozen features."""
+    lines = ["## What the recipe's head can learn on a frozen encoder", "",
+             f"Regenerate: `{results['command']}` ({results['seconds'] / 60:.1f} min). The recipe's AdamW moves every weight "
+             "of a fresh head by about the same amount, so with the encoder frozen a set only picks the sign of each "
+             "weight's move: no set can take the head past the best sign-pattern classifier, and its bias barely moves "
+             "from its small random start. Test accuracy on the whole test split, frozen MiniLM features of every "
+             f"training row; probes over seeds {results['seeds']} (mean ± std).", ""]
+    lines += table_head(["task", "linear probe", "sign pattern of the probe (fitted scale and biases)",
+                         "sign pattern of the class means (fitted)", "… with no bias"], "lrrrr")
+    for task, r in results["tasks"].items():
+        lines.append(table_row([task, points(r["linear_probe"]), points(r["probe_sign_pattern"]),
+                                f"{100 * r['class_mean_sign_pattern']:.1f}",
+                                f"{100 * r['class_mean_sign_pattern_no_bias']:.1f}" if "class_mean_sign_pattern_no_bias" in r else "—"]))
+    return lines + [""]
+
+
+def recipe_cost_section(results: dict) -> list[str]:
+    """``recipe_cost.json``: distillation time per set, and the recipe's time on a set against the entire data."""
+    lines = ["## Cost: distilling a set, and the recipe on it against the entire data", "",
+             f"Regenerate: `{results['command']}`. Machine: {results['machine']['processor']}, "
+             f"{results['machine']['cpu_count']} cores, {results['machine']['torch_threads']} torch thread. Distillation: "
+             "seconds per set as recorded when the seed table made it (mean over seeds; the seed-table runs shared the "
+             "two cores with another run). Recipe: one training run (no testing) on the set's decoded text, against the "
+             "entire-data runs' training time.", ""]
+    lines += table_head(["task", "preset", "k", "outer steps", "distillation per set (s)", "recipe on the set (s)",
+                         "recipe on the entire data (s)", "entire / set"], "llrrrrrr")
+    for row in results["rows"]:
+        entire = row["entire_recipe_seconds"]
+        lines.append(table_row([row["task"], row["method"], str(row["k"]), str(row["outer_steps"]),
+                                f"{row['distill_seconds']:.0f} (max {row['distill_seconds_max']:.0f})", f"{row['recipe_seconds']:.1f}",
+                                "—" if entire is None else f"{entire:.0f}",
+                                "—" if entire is None else f"{entire / row['recipe_seconds']:.0f}×"]))
     return lines + [""]

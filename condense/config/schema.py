@@ -14,7 +14,7 @@ from omegaconf import MISSING
 
 # Choices the library's registries implement; tests/test_configs.py checks that both agree.
 PARAM_SUBSETS = ("head", "last_n_layers", "all")
-INNER_OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+INNER_OPTIMIZERS = ("sgd", "momentum", "adam")
 BASELINES = ("random", "kcenters", "herding")
 SCENARIOS = ("task", "class")
 # The strategies of ``condense.continual.strategies``: no memory, four replay memories (real rows at random or by
@@ -109,11 +109,6 @@ class DistillConfig:
     bptt: str = choice("full", ("full", "checkpoint"))
     inner_lr: float = positive(0.1)  # initial value of the learned inner learning rates (the head's)
     inner_encoder_lr: float = positive(1e-3)  # initial inner learning rate of encoder weights (not head mode)
-    # The inner learning rates' shape over the T steps: constant, or linear warm-up then decay to 0 (a recipe's).
-    inner_schedule: str = choice("constant", ("constant", "linear"))
-    inner_warmup_ratio: float = at_least(0.1, 0.0)
-    inner_weight_decay: float = at_least(0.0, 0.0)  # AdamW's decoupled decay (inner_optimizer=adamw)
-    inner_batch_size: Optional[int] = at_least(None, 1)  # mini-batches of the set per inner step; None: all of it
     learn_lrs: bool = True
     labels: str = choice("learned", ("learned", "hard"))  # learned: soft labels
     learn_inputs: bool = True  # False keeps the initial real examples: the label-only baseline

