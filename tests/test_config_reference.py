@@ -84,9 +84,9 @@ def test_choices_ranges_and_defaults_are_in_the_rows(page):
     assert row(page, "distill.ipc")[1:3] == ["`1`", "int ≥ 1"]
     assert row(page, "distill.inner_lr")[2] == "float > 0"
     assert row(page, "task.max_train_examples")[1:3] == ["`null`", "int ≥ 1, or `null`"]
-    # Defaults come from the default instance: the seed table's recipe is not the class's.
-    assert row(page, "eval.finetune.recipe.epochs")[1] == "`3`"
-    assert row(page, "bench.seed_table.recipe.epochs")[1] == "`1`"
+    # One standard recipe: the evaluation's and the seed table's rows show the same defaults.
+    for key in ("eval.finetune.recipe", "bench.seed_table.recipe"):
+        assert row(page, f"{key}.epochs")[1] == "`1`" and row(page, f"{key}.schedule")[1] == "`linear`"
 
 
 def test_presets_list_what_they_change(page):

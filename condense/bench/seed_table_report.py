@@ -289,8 +289,9 @@ def ceiling_section(results: dict) -> list[str]:
              f"Regenerate: `{results['command']}` ({results['seconds'] / 60:.1f} min). The recipe's AdamW moves every weight "
              "of a fresh head by about the same amount, so with the encoder frozen a set only picks the sign of each "
              "weight's move: no set can take the head past the best sign-pattern classifier, and its bias barely moves "
-             "from its small random start. Test accuracy on the whole test split, frozen MiniLM features of every "
-             f"training row; probes over seeds {results['seeds']} (mean ± std).", ""]
+             "from its small random start. Below: two natural sign patterns (the best one may do a little better), "
+             "with a fitted scale and biases and with none. Test accuracy on the whole test split, frozen MiniLM "
+             f"features of every training row; probes over seeds {results['seeds']} (mean ± std).", ""]
     lines += table_head(["task", "linear probe", "sign pattern of the probe (fitted scale and biases)",
                          "sign pattern of the class means (fitted)", "… with no bias"], "lrrrr")
     for task, r in results["tasks"].items():
