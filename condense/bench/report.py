@@ -180,9 +180,9 @@ def write_report(results_dir: Path, docs: Path, readme: Path | None = None) -> l
     runs.sort(key=lambda r: r.get("name") != "bench_seed_table")  # the preset's run first, as on its page
     seed_table = merged_models(runs).get("minilm") if runs else None
     mains = [r for r in current if at_defaults(r)]
-    for name, section in (("recipe_ceiling", ceiling_section), ("recipe_cost", recipe_cost_section)):
+    for name, write_section in (("recipe_ceiling", ceiling_section), ("recipe_cost", recipe_cost_section)):
         if "seed_table" in pages and (results_dir / f"{name}.json").exists():
-            pages["seed_table"] += section(_read(results_dir / f"{name}.json"))
+            pages["seed_table"] += write_section(_read(results_dir / f"{name}.json"))
     written = []
     for name, lines in pages.items():
         written.append(atomic_write_text(docs / "results" / f"{name}.md", "\n".join(lines).rstrip() + "\n"))
