@@ -53,9 +53,10 @@ def report(results: dict, figures: Path) -> list[str]:
             ahead = ours["mean"] - theirs["mean"] >= MARGIN_POINTS
             ratio = ours["mean"] / entire["subsample"]["mean"] >= claimed_share + MARGIN_RATIO
             met = f"+{100 * MARGIN_POINTS:.0f} points: {'yes' if ahead else 'no'}; ratio ≥ {claimed_share + MARGIN_RATIO:.0%}: {'yes' if ratio else 'no'}"
+        gap = None if ours is None else difference(ours, theirs)
         lines.append(table_row([
             k, points(theirs), "—" if ours is None else f"{points(ours)} ({best[0]})",
-            "—" if ours is None else f"{signed_points(difference(ours, theirs))} ({verdict(difference(ours, theirs), 'ahead', 'behind', 'no different')})",
+            "—" if gap is None else f"{signed_points(gap)} ({verdict(gap, 'ahead', 'behind', 'no different')})",
             share(theirs), "—" if ours is None else share(ours),
             "—" if claimed is None else f"{claimed} ({claimed_share:.0%})", met,
         ]))

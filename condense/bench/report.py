@@ -172,12 +172,12 @@ def write_report(results_dir: Path, docs: Path, readme: Path | None = None) -> l
     legacy.update({p.stem: _read(p) for p in sorted(results_dir.glob("refit_validation_*.json"))})
     if (results_dir / "block_drift.json").exists():
         legacy["block_drift"] = _read(results_dir / "block_drift.json")
+    seed_tables = {p.stem: _read(p) for p in sorted(results_dir.glob("bench_seed_table*.json"))}
     # Seed-table runs that measured a distillation preset since removed (recipe mode) beside the kept one.
-    legacy.update({p.stem: _read(p) for p in sorted(results_dir.glob("bench_seed_table*.json"))})
+    legacy.update(seed_tables)
     pages = {"continual": continual_page(current, figures, legacy), "distill": distill_page(reports, results_dir),
              "experimental": experimental_page(legacy), **bench_pages(results_dir, figures)}
-    runs = [_read(p) for p in sorted(results_dir.glob("bench_seed_table*.json"))]
-    runs.sort(key=lambda r: r.get("name") != "bench_seed_table")  # the preset's run first, as on its page
+    runs = sorted(seed_tables.values(), key=lambda r: r.get("name") != "bench_seed_table")  # the preset's run first, as on its page
     seed_table = merged_models(runs).get("minilm") if runs else None
     mains = [r for r in current if at_defaults(r)]
     for name, write_section in (("recipe_ceiling", ceiling_section), ("recipe_cost", recipe_cost_section)):

@@ -46,13 +46,18 @@ def _share(stat: dict | None, reference: float) -> str:
     return "—" if stat is None else f"{100 * stat['mean'] / reference:.1f}%"
 
 
+def _best_under_recipe(sets: dict, keep) -> tuple[str, dict] | None:
+    """(name, recipe summary) of the set among those ``keep(name)`` accepts with the highest recipe accuracy."""
+    measured = {name: s["finetune"] for name, s in sets.items() if "finetune" in s and keep(name)}
+    if not measured:
+        return None
+    name = max(measured, key=lambda n: measured[n]["mean"])
+    return name, measured[name]
+
+
 def best_text_set(sets: dict) -> tuple[str, dict] | None:
     """The distilled text set (not a real subset) with the highest recipe accuracy."""
-    texts = {name: s["finetune"] for name, s in sets.items() if "finetune" in s and "text" in name}
-    if not texts:
-        return None
-    name = max(texts, key=lambda n: texts[n]["mean"])
-    return name, texts[name]
+    return _best_under_recipe(sets, lambda name: "text" in name)
 
 
 def report(results: dict, figures: Path) -> list[str]:
@@ -129,11 +134,7 @@ def is_real(name: str) -> bool:
 
 def best_real_subset(sets: dict) -> tuple[str, dict] | None:
     """The real subset (any selector, any label treatment) with the highest recipe accuracy."""
-    real = {name: s["finetune"] for name, s in sets.items() if is_real(name) and "finetune" in s}
-    if not real:
-        return None
-    name = max(real, key=lambda n: real[n]["mean"])
-    return name, real[name]
+    return _best_under_recipe(sets, is_real)
 
 
 def budgets(model: str, tasks: dict, figures: Path) -> list[str]:
@@ -149,7 +150,7 @@ def budgets(model: str, tasks: dict, figures: Path) -> list[str]:
             best, real = best_text_set(result["sets"][k]), best_real_subset(result["sets"][k])
             if best is None and real is None:
                 continue
-            share = lambda found: "—" if found is None or reference is None else f"{100 * found[1]['mean'] / reference:.1f}%"  # noqa: E731
+            share = lambda found: "—" if reference is None else _share(None if found is None else found[1], reference)  # noqa: E731
             margin = "—" if best is None or real is None else f"{100 * (best[1]['mean'] - real[1]['mean']):+.1f}"
             lines.append(table_row([task, k, "—" if best is None else f"{points(best[1])} ({best[0]})", share(best),
                                     "—" if real is None else f"{points(real[1])} ({real[0]})", share(real), margin]))

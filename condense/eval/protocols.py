@@ -102,7 +102,7 @@ def finetune_start(
     optimizer = torch.optim.AdamW(
         [{"params": list(weights.values()), "lr": recipe.lr}, {"params": list(head.values()), "lr": recipe.head_lr}],
         weight_decay=recipe.weight_decay,
-        fused=True,  # one kernel over all ~100 tensors: a 30-step recipe on MiniLM in 9 s instead of 18 here
+        fused=True,  # one kernel over every tensor rather than a Python loop per tensor: the recipe's costliest step on a CPU
     )
     return {**weights, **head}, optimizer
 
