@@ -9,7 +9,7 @@ can take the recipe's head past the best sign-pattern classifier. This measures,
 features of every training row: the linear probe (full-batch AdamW to convergence, as ``condense.distill``'s
 reference); the probe's own sign pattern, sign(w_c - mean_c w_c), with one scale and the biases fitted on the
 training rows; and the same for the class means, also with no bias at all (the recipe's 30 AdamW steps move a
-fresh head's bias by about 0.03, far less than the offset the fitted bias corrects). What the recipe gains beyond those numbers comes from its encoder
+fresh head's bias by about the sum of their learning rates, 0.03 by arithmetic, far less than the offset the fitted bias corrects). What the recipe gains beyond those numbers comes from its encoder
 steps. Seeds change the probe's fresh head; test accuracy on the whole test split.
 """
 
