@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,42 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def parallel_jobs(threads: int) -> int:
+def parallel_jobs(threads: int, device: str = "auto") -> int:
     """Jobs a sweep runs at once here: as many as fit the cores at ``threads`` each, at least one. Measured on 2
-    cores: two 2-thread jobs ran 10-25x slower than two 1-thread ones, so jobs x threads must not exceed the cores."""
-    return max(1, usable_cores() // max(1, int(threads)))
+    cores: two 2-thread jobs ran 10-25x slower than two 1-thread ones, so jobs x threads must not exceed the cores.
+    On GPUs (``device`` cuda, or auto where CUDA exists) at most one job per visible GPU, each on its own
+    (:func:`claim_gpu`); a named ``cuda:N`` runs one job at a time."""
+    from condense.config.device import gpu_slots  # here: the command line is checked before torch's stack loads
+
+    jobs = max(1, usable_cores() // max(1, int(threads)))
+    gpus = gpu_slots(str(device))
+    return jobs if gpus is None else max(1, min(jobs, gpus))
 
 
 OmegaConf.register_new_resolver("parallel_jobs", parallel_jobs, replace=True)
+
+_CLAIMED: list = []  # the GPU lock this worker process holds for its current job
+
+
+def claim_gpu(count: int, folder: Path, poll_seconds: float = 1.0) -> int:
+    """The index of a GPU no other job of this machine holds, held by this process until its next claim (a sweep's
+    worker runs one job at a time): a lock file per GPU in ``folder``. Waits while all ``count`` are held."""
+    from filelock import FileLock, Timeout
+
+    for lock in _CLAIMED:
+        lock.release()
+    _CLAIMED.clear()
+    folder.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(count):
+            lock = FileLock(str(folder / f"gpu-{index}.lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue
+            _CLAIMED.append(lock)
+            return index
+        time.sleep(poll_seconds)
 
 
 def in_sweep() -> bool:
@@ -59,6 +89,15 @@ def prepare(job: DistillJob, hydra: DictConfig | None = None) -> DistillJob:
         raise ConfigError("an Optuna sweep needs search.enabled=true, which scores every trial on a validation split "
                           "of the training rows instead of the test split; use hydra/sweeper=distill_search")
     job.out = hydra.runtime.output_dir
+    from condense.config.device import gpu_slots
+
+    gpus = gpu_slots(job.device)
+    if gpus is not None and gpus > 1 and "Joblib" in str(OmegaConf.select(hydra, "launcher._target_", default="")):
+        # The parallel launcher's jobs share this machine's GPUs: each takes one the others do not hold.
+        from condense.cache import cache_dir
+
+        job.device = f"cuda:{claim_gpu(gpus, cache_dir() / 'gpu-locks')}"
+        log.info("sweep job %s on %s", OmegaConf.select(hydra, "job.num"), job.device)
     return job
 
 

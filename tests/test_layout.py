@@ -18,7 +18,7 @@ MAX_DISTILL_LINES = 60
 # Layers, bottom up: a module may import its own subpackage and any lower layer, never a higher one nor another
 # subpackage of its own layer. The root utilities sit below everything.
 LAYERS = [
-    {"condense._torchvision_ops", "condense.cache", "condense.registry"},
+    {"condense._torchvision_ops", "condense.cache", "condense.registry", "condense.distributed"},
     {"condense.data"},
     {"condense.config"},
     {"condense.report"},

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from omegaconf import OmegaConf
@@ -48,6 +49,28 @@ def test_parallel_jobs_never_oversubscribe_the_cores(monkeypatch):
     assert [sweep.parallel_jobs(t) for t in (1, 2, 3)] == [2, 1, 1]
     monkeypatch.setattr(sweep, "usable_cores", lambda: 16)
     assert sweep.parallel_jobs(4) == 4 and sweep.parallel_jobs(1) == 16
+
+
+def test_gpu_sweeps_run_one_job_per_visible_gpu_each_on_its_own(monkeypatch, tmp_path):
+    monkeypatch.setattr(sweep, "usable_cores", lambda: 16)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [sweep.parallel_jobs(1, d) for d in ("cuda", "auto", "cuda:1", "cpu")] == [3, 3, 1, 16]
+    assert sweep.parallel_jobs(8, "cuda") == 2, "the cores still bound the jobs"
+    monkeypatch.setenv("CONDENSE_CACHE", str(tmp_path / "cache"))
+    job, hydra = compose("config", ["device=cuda"]), OmegaConf.create({
+        "launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"},
+        "sweeper": {}, "runtime": {"output_dir": str(tmp_path / "job")}, "job": {"num": 0}})
+    assert sweep.prepare(job, hydra).device == "cuda:0"
+    # While this worker's job holds GPU 0, another worker's job takes GPU 1.
+    other = subprocess.run([sys.executable, "-c", "from pathlib import Path; from condense import sweep; "
+                            f"print(sweep.claim_gpu(3, Path({str(tmp_path / 'cache' / 'gpu-locks')!r})))"],
+                           capture_output=True, text=True)
+    assert other.stdout.strip() == "1", other.stderr
+    assert sweep.prepare(compose("config", ["device=cuda"]), hydra).device == "cuda:0", "a worker's own GPU is free to it"
+    slurm = OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"},
+                              "sweeper": {}, "runtime": {"output_dir": str(tmp_path / "job")}})
+    assert sweep.prepare(compose("config", ["device=cuda"]), slurm).device == "cuda", "SLURM allocates per job"
 
 
 def test_the_launcher_configs_compose_and_give_each_job_its_threads():

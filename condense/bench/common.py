@@ -62,11 +62,11 @@ _LOADED: dict[str, TaskData] = {}
 
 def task_data(job: BenchJob, entry) -> TaskData:
     """The task named by ``entry`` (a ``configs/task/`` name or a mapping, as in a task sequence), loaded once."""
-    key = json.dumps(to_jsonable([job.model, job.distill, job.eval, job.threads, job.device, job.precision, entry]))
+    key = json.dumps(to_jsonable([job.model, job.distill, job.eval, job.threads, job.device, job.precision, job.tf32, entry]))
     if key not in _LOADED:
         task_cfg = task_config(entry, "bench.tasks")
         single = DistillJob(task=task_cfg, model=job.model, distill=job.distill, eval=job.eval, threads=job.threads,
-                            device=job.device, precision=job.precision,
+                            device=job.device, precision=job.precision, tf32=job.tf32,
                             checkpoint_seconds=job.checkpoint_seconds, out="")
         task = load_task_config(task_cfg)
         encoder = _encoder(single)
@@ -80,7 +80,7 @@ _ENCODERS: dict[tuple, Encoder] = {}
 
 
 def _encoder(job: DistillJob) -> Encoder:
-    key = (job.model.name, job.model.pooling, job.device, job.precision)
+    key = (job.model.name, job.model.pooling, job.device, job.precision, job.tf32)
     if key not in _ENCODERS:
         _ENCODERS[key] = job_encoder(job)
     return _ENCODERS[key]
@@ -94,6 +94,8 @@ def distill_settings(data: TaskData, **overrides) -> DistillJob:
     groups = {"task": data.job.task, "model": data.job.model, "distill": distill}
     if data.job.precision != "fp32":  # bf16 features make other sets; fp32 keys stay those made before precisions
         groups["precision"] = data.job.precision
+    if data.job.tf32:  # TF32 matrix multiplies make other sets on CUDA
+        groups["tf32"] = True
     out = cached_distillation_dir(groups, f"{data.name}-{distill.params}-ipc{distill.ipc}-seed{distill.seed}")
     return dataclasses.replace(data.job, distill=distill, out=str(out))
 
@@ -136,7 +138,7 @@ def cell_path(data: TaskData, key: dict) -> Path:
     were named so before this function existed, and keep their names."""
     full_key = {**key, "task": to_jsonable(data.job.task), "model": to_jsonable(data.job.model),
                 "test_examples": data.job.eval.encoder_test_examples, "eval_seed": data.job.eval.seed,
-                "precision": data.job.precision, "version": condense.__version__}
+                "precision": data.job.precision, "version": condense.__version__, **({"tf32": True} if data.job.tf32 else {})}
     return cache_dir() / "evaluations" / f"{data.name}-{digest(full_key)}.json"
 
 

@@ -28,7 +28,6 @@ import dataclasses
 import functools
 import logging
 import math
-import time
 
 import torch
 from tqdm.auto import tqdm
@@ -47,6 +46,7 @@ from condense.models.encoders import encode, linear_head
 from condense.report.tables import machine, summarize_values
 from condense.config.schema import FinetuneRecipe
 from condense.config.bench import BenchJob, ComputeBench
+from condense.config.device import clock
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _distilled_heads(data: TaskData, distilled: DistilledSet, form: str, n_inits
     for init in tqdm(range(n_inits), desc=f"{data.name}: heads on the {form} set", leave=False):
         head = fresh_head(encoder.hidden_size, distilled.soft_labels.shape[1], torch.Generator().manual_seed(seed + init),
                           device=encoder.device, dtype=encoder.dtype)
-        started = time.perf_counter()
+        started = clock(encoder.device)
         train = training_form(data, distilled, form)
         with torch.no_grad():
             features = encode(encoder, train.attention_mask, **train.inputs())
@@ -185,7 +185,7 @@ def _distilled_heads(data: TaskData, distilled: DistilledSet, form: str, n_inits
             lambda p: soft_cross_entropy(linear_head(features, p), train.soft_labels),
             distilled.inner.lrs, distilled.inner.optimizer, create_graph=False,
         )
-        seconds.append(time.perf_counter() - started)
+        seconds.append(clock(encoder.device) - started)
         accuracies.append(accuracy(encoder, trained, data.test, trains_encoder=False))
     return {"accuracy": accuracies, "seconds": seconds}
 
@@ -219,9 +219,9 @@ def _distilled_finetunes(data: TaskData, distilled: DistilledSet, recipe: Finetu
     accuracies, seconds = [], []
     train = training_form(data, distilled, "embedding")
     for init in tqdm(range(n_inits), desc=f"{data.name}: fine-tuning on the distilled set", leave=False):
-        started = time.perf_counter()
+        started = clock(data.encoder.device)
         trained = finetune(data.encoder, train, recipe, torch.Generator().manual_seed(seed + init))
-        seconds.append(time.perf_counter() - started)
+        seconds.append(clock(data.encoder.device) - started)
         accuracies.append(accuracy(data.encoder, trained, data.test, trains_encoder=True))
     return {"accuracy": accuracies, "seconds": seconds}
 
@@ -230,6 +230,6 @@ def train_encoding_seconds(data: TaskData, texts: list[str], sample: int | None)
     """Seconds to encode the whole training split as the feature cache does (tokenised, length-sorted batches),
     extrapolated from a fixed random sample of ``sample`` texts (all when None)."""
     keep = torch.randperm(len(texts), generator=torch.Generator().manual_seed(0))[:sample].tolist()
-    started = time.perf_counter()
+    started = clock(data.encoder.device)
     encode_tokens(data.encoder, tokenize(data.encoder, [texts[i] for i in keep], data.job.task.max_length))
-    return (time.perf_counter() - started) * len(texts) / len(keep)
+    return (clock(data.encoder.device) - started) * len(texts) / len(keep)

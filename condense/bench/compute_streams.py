@@ -3,7 +3,6 @@ timed step by step (test evaluations off the clock) and evaluated at log-spaced 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -17,6 +16,7 @@ from condense.models.features import tokenize
 from condense.models.heads import fresh_head, head_accuracy, head_optimizer, head_step
 from condense.models.encoders import classify, encode
 from condense.config.schema import FinetuneRecipe
+from condense.config.device import clock
 
 
 def stream_batches(
@@ -42,16 +42,16 @@ def eval_steps(steps: int, count: int) -> set[int]:
 
 def timed_curve(
     batches: list[torch.Tensor], train_step: Callable[[torch.Tensor], None], evaluate: Callable[[], float],
-    start_accuracy: float, eval_count: int, desc: str,
+    start_accuracy: float, eval_count: int, desc: str, device: torch.device,
 ) -> Curve:
     """Run ``train_step`` on each batch with the clock on, and ``evaluate`` with it off at log-spaced steps."""
     at = eval_steps(len(batches), eval_count)
     curve: Curve = {"examples": [0], "seconds": [0.0], "accuracy": [start_accuracy]}
     seconds, examples = 0.0, 0
     for step, index in enumerate(tqdm(batches, desc=desc, leave=False), 1):
-        started = time.perf_counter()
+        started = clock(device)
         train_step(index)
-        seconds += time.perf_counter() - started
+        seconds += clock(device) - started
         examples += len(index)
         if step in at:
             curve["examples"].append(examples)
@@ -87,7 +87,7 @@ def head_stream(
     curve = timed_curve(
         stream_batches(len(texts), max_examples, batch_size, generator), train_step,
         lambda: head_accuracy(head, test.features, test.labels), head_accuracy(head, test.features, test.labels),
-        eval_count, f"{data.name}: head on the full data ({'raw text' if encode_on_the_clock else 'cached features'})",
+        eval_count, f"{data.name}: head on the full data ({'raw text' if encode_on_the_clock else 'cached features'})", data.encoder.device,
     )
     return {**curve, "seed": seed}
 
@@ -117,6 +117,6 @@ def finetune_stream(
     curve = timed_curve(
         stream_batches(len(texts), max_examples, recipe.batch_size, generator), train_step,
         lambda: accuracy(encoder, params, data.test, trains_encoder=True), start,
-        eval_count, f"{data.name}: fine-tuning on the full data",
+        eval_count, f"{data.name}: fine-tuning on the full data", encoder.device,
     )
     return {**curve, "seed": seed}

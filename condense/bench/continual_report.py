@@ -13,7 +13,7 @@ import shlex
 from pathlib import Path
 
 from condense.report.plots import accuracy_matrices, forgetting_curves
-from condense.report.tables import points, results_table, signed_points, summarize_values, table_head, table_row, verdict
+from condense.report.tables import gpu_note, points, results_table, signed_points, summarize_values, table_head, table_row, verdict
 
 # The memories made of distilled data and of real rows; the bar holds the best of the first against the best of the
 # second. The super-dataset is held against joint training.
@@ -153,7 +153,7 @@ def regenerate(results: dict) -> str:
 
 def machine_line(results: dict) -> str:
     m = results["machine"]
-    return f"{m['platform']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads"
+    return f"{m['platform']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads{gpu_note(m)}"
 
 
 def section(results: dict, figures: Path) -> list[str]:

@@ -171,3 +171,62 @@ def unroll_memory_section(memory: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def micro_batch_section(memory: dict) -> list[str]:
+    """Peak memory and seconds per outer step against the real batch, in one forward or in micro-batches."""
+    micro = str(memory["micro_batch"])
+    peak_key = next(k for k in memory["ratios"] if k.startswith("peak_"))
+    _, hi, _, lo = peak_key.split("_")
+    lines = [
+        "## Large real batches in micro-batches", "",
+        f"Regenerate: `{memory['command']}` — a {memory['model']} ({memory['parameters'] / 1e6:.0f}M weights), "
+        f"`{memory['preset']}` (every weight trains, one inner step), {memory['synthetic_examples']} synthetic examples "
+        f"and random real rows of {memory['seq_len']} tokens; the real loss in one forward, or {micro} rows at a time "
+        f"(`distill.real_micro_batch={micro}`: the same loss and hypergradients, `tests/test_micro_batch.py`). One "
+        f"process per configuration, {memory['warmup_steps']} warm-up and {memory['measured_steps']} measured outer "
+        f"steps, seeds {memory['seeds']}; memory: {memory['memory']}, the baseline is the process right before the "
+        f"first outer step. Machine: {memory['machine']}, device {memory['device']}.", "",
+        *table_head(["real batch", "micro-batch", "s / outer step", "peak memory (GiB)", "peak − baseline (GiB)",
+                     "s/step ÷ one forward"], "rlrrrr"),
+    ]
+    for row in memory["configs"].values():
+        speed = memory["ratios"]["seconds_micro_over_whole"].get(str(row["real_batch_size"]))
+        lines.append(table_row([
+            str(row["real_batch_size"]), "—" if row["real_micro_batch"] is None else str(row["real_micro_batch"]),
+            f"{row['seconds_per_step']['mean']:.1f} ± {row['seconds_per_step']['std']:.1f}",
+            f"{row['peak_gib']['mean']:.2f} ± {row['peak_gib']['std']:.2f}",
+            f"{row['peak_minus_baseline_gib']['mean']:.2f} ± {row['peak_minus_baseline_gib']['std']:.2f}",
+            f"{speed:.2f}" if row["real_micro_batch"] is not None else "",
+        ]))
+    peak = memory["ratios"][peak_key]
+    lines += ["", f"Bar: peak memory at real batch {hi} ÷ at {lo}, micro-batched: {peak[micro]:.2f} (goal ≤ 1.5; in one "
+              f"forward {peak['none']:.2f}).", ""]
+    return lines
+
+
+def loop_precision_section(precision: dict) -> list[str]:
+    """The hypergradients' error under bf16 autocast (and TF32 on CUDA) against fp32, per preset."""
+    lines = [
+        "## The distillation loop in bf16", "",
+        f"Regenerate: `{precision['command']}` — {precision['task']}, {precision['model']}, {precision['ipc']} example "
+        f"per class; for each preset and seed ({precision['seeds']}) one outer step from the same state, fresh head and "
+        "real batch in fp32 and with `distill.precision=bf16` (bf16 autocast for the inner steps and the real forward; "
+        "softmax, cross-entropy and KL in fp32). Relative error |g − g_fp32| / |g_fp32| of each learned tensor's "
+        f"hypergradient, mean ± std over seeds. Machine: {precision['machine']}, device {precision['device']}.", "",
+    ]
+    labels = [label for label in next(iter(precision["presets"].values()))["summary"] if label != "fp32"]
+    tensors = ["inputs", "label_logits", "log_lrs", "attention_logits"]
+    lines += table_head(["preset", "precision", "s / outer step", "÷ fp32", "inputs", "soft labels", "learning rates",
+                         "attention labels", "outer loss difference"], "llrrrrrrr")
+    for name, row in precision["presets"].items():
+        summary, fp32 = row["summary"], row["summary"]["fp32"]["seconds"]["mean"]
+        for label in labels:
+            seconds = summary[label]["seconds"]
+            cells = [name, label, f"{seconds['mean']:.2f} ± {seconds['std']:.2f}", f"{seconds['mean'] / fp32:.1f}"]
+            cells += [f"{summary[label][t]['relative_error']['mean']:.1e} ± {summary[label][t]['relative_error']['std']:.0e}"
+                      if t in summary[label] else "—" for t in tensors]
+            cells.append(f"{summary[label]['loss_difference']['mean']:.1e}")
+            lines.append(table_row(cells))
+    lines.append("")
+    return lines

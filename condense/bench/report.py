@@ -27,7 +27,8 @@ from condense.bench.continual_report import (
     sequences_table,
     super_dataset_table,
 )
-from condense.bench.distill_report import TASKS, bar_measures, bar_summary, cost_section, task_section, unroll_memory_section
+from condense.bench.distill_report import (TASKS, bar_measures, bar_summary, cost_section, loop_precision_section,
+                                          micro_batch_section, task_section, unroll_memory_section)
 from condense.bench.experimental_report import experimental_page
 from condense.bench.legacy_report import memory_budget_page
 from condense.bench.seed_table_report import COLUMNS, best_text_set, ceiling_section, column_task, merged_models, recipe_cost_section
@@ -96,6 +97,10 @@ def distill_page(reports: dict[str, dict], results_dir: Path) -> list[str]:
         body += cost_section(_read(results_dir / "distill_cost.json"))
     if (results_dir / "unroll_memory.json").exists():
         body += unroll_memory_section(_read(results_dir / "unroll_memory.json"))
+    if (results_dir / "micro_batch_memory.json").exists():
+        body += micro_batch_section(_read(results_dir / "micro_batch_memory.json"))
+    if (results_dir / "loop_precision.json").exists():
+        body += loop_precision_section(_read(results_dir / "loop_precision.json"))
     intro = [f"`python -m condense.distill` on each task: {DATA}. Sets of one example per class unless a table says "
              "otherwise; `full` is the same model trained on every training row (a linear probe for head mode)."]
     return _page("Distilling one task", intro, body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 
 import torch
 
@@ -42,3 +43,36 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def set_tf32(enabled: bool) -> None:
+    """TF32 tensor cores for fp32 matrix multiplies and convolutions on CUDA (``tf32``); no effect on a CPU."""
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def clock(device: torch.device) -> float:
+    """``time.perf_counter()`` once the work queued on ``device`` has finished: CUDA kernels run asynchronously,
+    so a clock read without synchronising would time the queueing, not the work. Every timing reads this clock."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def gpu_slots(name: str) -> int | None:
+    """How many jobs of a sweep may share the GPUs the device ``name`` stands for: one per visible GPU for ``cuda``
+    (and ``auto`` where CUDA exists), one for ``cuda:N``; None for the CPU."""
+    if name == "cpu" or not torch.cuda.is_available():
+        return None
+    return torch.cuda.device_count() if name in ("auto", "cuda") else 1
+
+
+@contextlib.contextmanager
+def without_tf32():
+    """Full fp32 matrix multiplies for the block, whatever ``tf32`` says (the cached references are the same for all)."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    set_tf32(False)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -126,6 +126,16 @@ class DistillConfig:
     lr_labels: float = positive(0.05)
     lr_lrs: float = positive(0.01)
     real_batch_size: int = at_least(256, 1)
+    # Rows of the real batch per forward through the inner-trained encoder (not head mode): the loss and its
+    # hypergradient are exactly the whole batch's, with the activations of one micro-batch alive at a time
+    # (benchmarks/micro_batch_memory.py, BERT-base shape: peak memory at 256 rows 1.14x that at 32, against 1.66x
+    # in one forward, at the same seconds per step within noise).
+    # None: the whole batch in one forward.
+    real_micro_batch: Optional[int] = at_least(32, 1)
+    # The matrix multiplies of the inner steps and the real forward: fp32, or bf16 autocast (softmax,
+    # cross-entropy and KL stay fp32). fp32 by default: bf16 moved the hypergradients by about 1-3% (cosine to
+    # fp32's >= 0.997) but ran 6-13x slower on this CPU (benchmarks/loop_precision.py); no GPU has timed it yet.
+    precision: str = choice("fp32", PRECISIONS)
     clip_norm: float = positive(1.0)
     checkpoint_every: int = at_least(100, 1)
     seed: int = at_least(0, 0)
@@ -285,6 +295,9 @@ class Runtime:
     threads: int = at_least(1, 1)
     device: str = field(default="auto", metadata={"pattern": _DEVICE, "allowed": "auto, cpu, cuda or cuda:N"})
     precision: str = choice("fp32", PRECISIONS)  # bf16: autocast for encoder forwards that are not differentiated
+    # TF32 tensor cores for fp32 matrix multiplies on CUDA (no effect on a CPU); off until a GPU measures its
+    # hypergradient error (benchmarks/gpu_check.py, run by benchmarks/gpu_check.sh).
+    tf32: bool = False
     # A resumable distillation checkpoint at least this often (and every distill.checkpoint_every steps): a crash
     # loses at most this much work. It never changes a result, so no cache key holds it.
     checkpoint_seconds: float = positive(60.0)

@@ -65,14 +65,15 @@ class OuterState:
 
 
 def run_identity(job, device: torch.device) -> dict:
-    """What makes two runs the same run: the task, model and distill configs, the precision, and where and with what
-    it runs (device type, torch, condense), since only the same arithmetic resumes to the same tensors. The
-    checkpoint interval is left out because it never changes the result."""
+    """What makes two runs the same run: the task, model and distill configs, the precision and TF32, and where and
+    with what it runs (device type, torch, condense), since only the same arithmetic resumes to the same tensors. The
+    checkpoint interval is left out because it never changes the result, and so is the number of processes, which
+    changes only the order of a sum (:mod:`condense.distributed`)."""
     distill = to_jsonable(job.distill)
     distill.pop("checkpoint_every", None)
     return {"task": to_jsonable(job.task), "model": to_jsonable(job.model), "distill": distill,
-            "precision": job.precision, "device": torch.device(device).type, "torch": torch.__version__,
-            "condense": condense.__version__}
+            "precision": job.precision, "tf32": job.tf32, "device": torch.device(device).type,
+            "torch": torch.__version__, "condense": condense.__version__}
 
 
 def save(path: Path, state: OuterState, identity: dict) -> None:

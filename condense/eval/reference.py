@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +24,7 @@ from condense.models.features import encode_tokens, tokenize
 from condense.models.encoders import Encoder, linear_head
 from condense.report.tables import summarize_values
 from condense.config.schema import FinetuneRecipe, TaskConfig
+from condense.config.device import clock, without_tf32
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def finetune_entire(encoder: Encoder, task: Task, max_length: int, recipe: Finet
     tokens = tokenize(encoder, task.train["text"], max_length)
     labels = torch.tensor(task.train["label"])
     train = TrainingSet(tokens["attention_mask"], F.one_hot(labels, task.num_classes).float(), input_ids=tokens["input_ids"])
-    started = time.perf_counter()
+    started = clock(encoder.device)
     trained = finetune(encoder, train, recipe, torch.Generator().manual_seed(seed), desc=f"fine-tuning on all of {task.name}")
-    seconds = time.perf_counter() - started
+    seconds = clock(encoder.device) - started
     features = encode_tokens(encoder, tokenize(encoder, task.test["text"], max_length), params=trained, progress="testing")
     correct = (linear_head(features, trained).argmax(1).cpu() == torch.tensor(task.test["label"])).tolist()
     log.info("%s, all %d training rows, seed %d: %.2f%% in %.0f s", task.name, len(labels), seed, 100 * sum(correct) / len(correct), seconds)
@@ -55,14 +55,19 @@ def entire_dataset_reference(
 ) -> list[dict]:
     """:func:`finetune_entire` for every seed, each computed once and cached (locked: parallel runs wait).
 
-    Always in float32, test encodes too, whatever the job's ``precision``: the reference is computed once for all."""
+    Always in float32 (no TF32), test encodes too, whatever the job's ``precision``: the reference is computed once
+    for all."""
     encoder = dataclasses.replace(encoder, precision="fp32")
     results = []
     for seed in seeds:
         key = {"kind": "finetune-entire", "model": encoder.name, "pooling": encoder.pooling, "dtype": str(encoder.dtype),
                "task": to_jsonable(task_config), "recipe": to_jsonable(recipe), "seed": seed, "version": condense.__version__}
         path = cache_dir() / "references" / f"entire-{task.name}-{digest(key)}.json"
-        compute = lambda seed=seed: {**finetune_entire(encoder, task, task_config.max_length, recipe, seed), "seed": seed}
+
+        def compute(seed=seed):
+            with without_tf32():
+                return {**finetune_entire(encoder, task, task_config.max_length, recipe, seed), "seed": seed}
+
         results.append(cached(path, compute, read_json, atomic_write_json, lock=True))
     return results
 

@@ -8,17 +8,20 @@ ends, and checkpoints during it, so an evaluation that fails loses nothing alrea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from functools import partial
 from pathlib import Path
 
 import torch
 
+from condense import distributed
 from condense.distill import checkpoint
 from condense.artifact.distilled_set import DistilledSet
 from condense.cache import cache_dir, digest, locked, to_jsonable
 from condense.data.tasks import Task, check_examples_per_class, task_from_config
-from condense.config.device import resolve_device
+from condense.config.device import resolve_device, set_tf32
 from condense.eval.baselines import evaluate_against_baselines, held_out_data
 from condense.models.features import text_features
 from condense.models.encoders import Encoder, load_encoder
@@ -39,7 +42,11 @@ def distill_task(job: DistillJob) -> DistilledSet:
 
     torch.set_num_threads(job.threads)
     out = Path(job.out)
-    encoder = job_encoder(job)  # first: an unusable device fails before the data loads
+    # Under torchrun or srun: join the run's process group, on this process's own GPU.
+    world, device = distributed.init(resolve_device(job.device))
+    if world.size > 1 and job.search.enabled:
+        raise ValueError("a search trial runs in one process: start searches with -m, not under torchrun or srun")
+    encoder = job_encoder(job, device)  # first: an unusable device fails before the data loads
     task = load_task_config(job.task)
     max_length = job.task.max_length
     train_labels = task_labels(task.train, encoder)
@@ -47,9 +54,13 @@ def distill_task(job: DistillJob) -> DistilledSet:
     if job.search.enabled:  # the whole split's features are cached already: select the kept rows, never re-encode
         task, keep = search.validation_split(task, job.search)
         train_labels, train_features = train_labels[keep.to(encoder.device)], train_features[keep.to(train_features.device)]
-    search.claim_folder(out, job)
+    if world.is_main:
+        search.claim_folder(out, job)
     real = real_data(encoder, task, train_labels, train_features, max_length, job.distill)
     distilled = distilled_set(job, encoder, task, real)
+    distributed.leave()
+    if not world.is_main:  # the main process evaluates the set and writes the results, alone
+        return distilled
 
     test = held_out_data(encoder, task, max_length, job.eval)  # a search trial's validation rows
     if job.search.enabled:
@@ -72,9 +83,12 @@ def load_task_config(task: TaskConfig) -> Task:
     return task_from_config(dataclasses.asdict(task))
 
 
-def job_encoder(job) -> Encoder:
-    """The job's encoder on the job's device (``device``, ``precision``: resolved here, once)."""
-    return load_encoder(job.model.name, job.model.pooling, device=resolve_device(job.device), precision=job.precision)
+def job_encoder(job, device: torch.device | None = None) -> Encoder:
+    """The job's encoder on ``device`` (default: the job's ``device``, resolved here) in its ``precision``, with
+    TF32 as ``tf32`` says."""
+    set_tf32(job.tf32)
+    return load_encoder(job.model.name, job.model.pooling, device=device or resolve_device(job.device),
+                        precision=job.precision)
 
 
 def task_labels(split, encoder: Encoder) -> torch.Tensor:
@@ -86,11 +100,14 @@ def distilled_set(job: DistillJob, encoder: Encoder, task: Task, real: RealData 
     resuming from the checkpoint there when one of this run exists. Processes sharing ``out`` (two benches on one
     cache) wait for one another (a lock beside the folder), so the set is made once."""
     out = Path(job.out)
-    with locked(out):
-        distilled = finished_distillation(out, job)
-        if distilled is not None:
+    world = distributed.world()
+    # Only the main process locks, reads and writes ``out``: the others would wait on the lock while it waits for
+    # them in the outer loop's collectives. They learn from it what it found.
+    with locked(out) if world.is_main else contextlib.nullcontext():
+        distilled = finished_distillation(out, job) if world.is_main else None
+        if distributed.from_main(distilled is not None):
             log.info("reusing the distilled set in %s, made with this task, model and distill config", out)
-            return distilled
+            return distilled if world.is_main else DistilledSet.load(out)
         config = job.distill
         check_examples_per_class(task, config.ipc)
         train_labels = task_labels(task.train, encoder)
@@ -102,18 +119,19 @@ def distilled_set(job: DistillJob, encoder: Encoder, task: Task, real: RealData 
         start = initial_set(encoder, task.train["text"], train_labels, task.label_names, config.ipc, config.seq_len, config.seed)
 
         checkpoint_path, identity = out / checkpoint.FILE, checkpoint.run_identity(job, encoder.device)
-        resume = checkpoint.load(checkpoint_path, identity)
+        resume = distributed.from_main(checkpoint.load(checkpoint_path, identity) if world.is_main else None)
         if resume is None:
             log.info("distilling %s: %d per class, inner loop trains %s", task.name, config.ipc, config.params)
         else:
             log.info("distilling %s: resuming from outer step %d of %d (checkpoint %s)", task.name, resume.step,
                      config.outer_steps, checkpoint_path)
         result = distill(encoder, real, start, config, resume=resume, checkpoint_seconds=job.checkpoint_seconds,
-                         on_checkpoint=lambda state: checkpoint.save(checkpoint_path, state, identity))
+                         on_checkpoint=partial(checkpoint.save, checkpoint_path, identity=identity) if world.is_main else None)
         distilled = with_provenance(encoder, task, result, job)
-        distilled.save(out)
-        checkpoint_path.unlink(missing_ok=True)  # the artefact supersedes it
-        log.info("saved the distilled set to %s", out)
+        if world.is_main:
+            distilled.save(out)
+            checkpoint_path.unlink(missing_ok=True)  # the artefact supersedes it
+            log.info("saved the distilled set to %s", out)
         return distilled
 
 

@@ -53,8 +53,9 @@ def distill_job(job: RunJob, task_cfg: TaskConfig, task: Task, form: str) -> Dis
     """The single-task job whose distilled set has ``memory_per_class`` examples per class, in the given form."""
     distill = dataclasses.replace(job.distill, ipc=job.continual.memory_per_class, projection=PROJECTION[form])
     groups = {"task": task_cfg, "model": job.model, "distill": distill}
-    out = cached_distillation_dir(groups, f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
-    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision,
+    out = cached_distillation_dir({**groups, **({"tf32": True} if job.tf32 else {})},
+                                  f"{task.name}-{distill.params}-ipc{distill.ipc}-{form}")
+    return DistillJob(**groups, threads=job.threads, device=job.device, precision=job.precision, tf32=job.tf32,
                       checkpoint_seconds=job.checkpoint_seconds, out=str(out))
 
 
@@ -152,6 +153,8 @@ def run_sequence(job: RunJob) -> dict:
     settings = to_jsonable({"continual": continual, "model": job.model, "distill": job.distill, "tasks": task_cfgs})
     if job.precision != "fp32":  # bf16 trains other runs; fp32 keys stay those of runs made before precisions
         settings["precision"] = job.precision
+    if job.tf32:  # TF32 matrix multiplies train other runs on CUDA
+        settings["tf32"] = True
     reused = 0
     runs: list[dict] = []
     total = len(continual.scenarios) * len(strategies) * len(continual.seeds)

@@ -84,7 +84,7 @@ def jointly_distilled(
     config = dataclasses.replace(job.distill, projection="none", outer_steps=job.continual.super_dataset.outer_steps)
     rows = job.continual.train_examples_per_task
     identity = {"tasks": to_jsonable(task_cfgs), "model": to_jsonable(job.model), "distill": to_jsonable(config),
-                "rows_per_task": rows, "precision": job.precision}
+                "rows_per_task": rows, "precision": job.precision, **({"tf32": True} if job.tf32 else {})}
     # Where it ran belongs to a checkpoint's identity, not the cached set's: a set made on a GPU serves a CPU run.
     resumable = {**identity, "device": encoder.device.type, "torch": torch.__version__}
     identity["distill"].pop("checkpoint_every", None)

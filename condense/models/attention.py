@@ -85,6 +85,7 @@ def kl_to_targets(
 
     ``row_weights`` (N,) leaves examples out (0) whose labels do not apply, e.g. a text form whose re-tokenised
     positions differ from the ones the labels were learned for."""
+    attention = attention.to(torch.promote_types(attention.dtype, target.dtype))  # in fp32 under bf16 autocast
     kl = (torch.xlogy(target, target) - target * attention.clamp_min(1e-12).log()).sum(-1)  # (N, layers, heads, rows)
     rows = kl.shape[-1]
     queries = attention_mask[:, :rows].to(kl.dtype)[:, None, None, :] if rows > 1 else torch.ones_like(kl[..., :1])

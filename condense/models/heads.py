@@ -20,9 +20,16 @@ Head = dict[str, torch.Tensor]
 OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}
 
 
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in fp32 when it is in a lower precision (bf16 autocast), else as it is (fp32, fp64)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets."""
-    return -(targets * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    """Cross-entropy against probability vectors (soft labels); equals F.cross_entropy for one-hot targets.
+    Computed in fp32 at least, whatever precision the logits come in."""
+    logits = at_least_fp32(logits)
+    return -(targets.to(logits.dtype) * F.log_softmax(logits, dim=-1)).sum(-1).mean()
 
 
 def fresh_head(

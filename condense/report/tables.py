@@ -160,7 +160,8 @@ def section_header(results: dict, title: str) -> list[str]:
         f"## {title}",
         "",
         f"Regenerate: `{results['command']}` (preset `{results['preset']}`, {results['seconds'] / 60:.1f} min). "
-        f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}.",
+        f"Machine: {m['processor']}, {m['cpu_count']} cores, {m['torch_threads']} torch threads, torch {m['torch']}"
+        f"{gpu_note(m)}.",
         "",
     ]
 
@@ -192,6 +193,12 @@ def results_table(results: dict, settings: str = "") -> str:
     return "\n".join(lines)
 
 
+def gpu_note(machine_record: dict) -> str:
+    """", on <GPU names>" when the record names GPUs (records made before they were recorded name none)."""
+    gpus = machine_record.get("gpus") or []
+    return f", on {' + '.join(gpus)}" if gpus else ""
+
+
 def machine() -> dict:
     return {
         "platform": platform.platform(),
@@ -199,4 +206,7 @@ def machine() -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        # The GPUs this process sees (CUDA_VISIBLE_DEVICES applied), by name; none on a CPU machine.
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else [],
+        "cuda": torch.version.cuda,
     }
