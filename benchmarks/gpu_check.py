@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,43 +152,26 @@ def bert_base_memory(device: torch.device, args) -> list[dict]:
     return rows
 
 
-def hypergradients(encoder, config, real, start, seed: int = 0) -> dict[str, torch.Tensor]:
-    from condense.distill.loop import outer_step
-    from condense.distill.synthetic import SyntheticSet
-
-    synthetic = SyntheticSet.from_start(encoder, start, config, torch.Generator().manual_seed(seed))
-    outer_step(encoder, synthetic, real, torch.Generator().manual_seed(seed)).backward()
-    return {name: getattr(synthetic, name).grad.detach().double().cpu()
-            for name in ("inputs", "label_logits", "log_lrs", "attention_logits")
-            if getattr(synthetic, name) is not None and getattr(synthetic, name).grad is not None}
-
-
-def relative_errors(grads: dict, reference: dict) -> dict:
-    return {name: {"relative_error": ((g - reference[name]).norm() / reference[name].norm()).item(),
-                   "cosine": F.cosine_similarity(g.flatten(), reference[name].flatten(), dim=0).item()}
-            for name, g in grads.items()}
-
-
 def agreement(device: torch.device, args) -> dict:
-    from condense.config.device import set_tf32
+    from loop_precision import compare, hypergradients
+
     from condense.models.encoders import load_encoder
 
     config = distill_config("all", inner_steps=2, bptt="checkpoint", attention_labels="first_token",
                             seq_len=args.seq_len, real_batch_size=args.real_batch)
-    result = {}
+
+    def grads(encoder, real, start, precision="fp32", tf32=False):
+        return hypergradients(encoder, real, start, config, precision, tf32, seed=0, warmup=False)
+
     cpu_encoder = load_encoder("minilm", device=torch.device("cpu"))
-    real, start = random_problem(cpu_encoder, args.real_rows, args.seq_len, 0, features=False)
-    cpu = hypergradients(cpu_encoder, config, real, start)
+    cpu = grads(cpu_encoder, *random_problem(cpu_encoder, args.real_rows, args.seq_len, 0, features=False))
     encoder = load_encoder("minilm", device=device)
     real, start = random_problem(encoder, args.real_rows, args.seq_len, 0, features=False)
-    set_tf32(False)
-    here = hypergradients(encoder, config, real, start)
-    result["device_vs_cpu_fp32"] = relative_errors(here, cpu)
-    result["bf16_vs_fp32"] = relative_errors(hypergradients(encoder, replace(config, precision="bf16"), real, start), here)
+    here = grads(encoder, real, start)
+    result = {"device_vs_cpu_fp32": compare(here, cpu)["tensors"],
+              "bf16_vs_fp32": compare(grads(encoder, real, start, precision="bf16"), here)["tensors"]}
     if device.type == "cuda":
-        set_tf32(True)
-        result["tf32_vs_fp32"] = relative_errors(hypergradients(encoder, config, real, start), here)
-        set_tf32(False)
+        result["tf32_vs_fp32"] = compare(grads(encoder, real, start, tf32=True), here)["tensors"]
     for name, errors in result.items():
         print(f"{name}: " + ", ".join(f"{t} {e['relative_error']:.2e}" for t, e in errors.items()), flush=True)
     return result

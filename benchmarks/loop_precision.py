@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -32,15 +31,12 @@ from condense.distill.synthetic import SyntheticSet
 from condense.jobs.distill_task import load_task_config, task_labels
 from condense.models.encoders import load_encoder
 from condense.models.features import text_features
+from unroll_memory import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "loop_precision.json"
 PRESETS = {"head": ("head", "none"), "last_layer": ("last_layer", "none"), "all": ("all", "none"),
            "all + attention labels": ("all", "first_token")}
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def hypergradients(encoder, real, start, config, precision: str, tf32: bool, seed: int, warmup: bool) -> dict:

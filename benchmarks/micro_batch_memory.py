@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from condense.cache import atomic_write_text
+from unroll_memory import mean_std
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "micro_batch_memory.json"
@@ -55,10 +55,6 @@ print(json.dumps({"seconds_per_step": result["seconds"], "peak_gib": peak, "base
                   "memory": "torch.cuda.max_memory_allocated" if cuda else "ru_maxrss (peak RSS)",
                   "parameters": encoder.model.num_parameters(), "torch": torch.__version__}))
 """
-
-
-def mean_std(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def bert_base_folder(folder: Path) -> str:

@@ -50,7 +50,6 @@ def one_process(tiny_model_dirs, tiny_task_dir, tmp_path_factory):
     return DistilledSet.load(out)
 
 
-@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
 @pytest.mark.parametrize("micro_batch", [None, 2])
 def test_two_processes_end_with_the_artefact_of_one(tiny_model_dirs, tiny_task_dir, tmp_path, one_process, micro_batch):
     extra = [] if micro_batch is None else [f"distill.real_micro_batch={micro_batch}"]
@@ -65,7 +64,6 @@ def test_two_processes_end_with_the_artefact_of_one(tiny_model_dirs, tiny_task_d
     assert not (out / checkpoint.FILE).exists()
 
 
-@pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed")
 def test_two_processes_resume_a_checkpoint(tiny_model_dirs, tiny_task_dir, tmp_path, one_process):
     out = tmp_path / "resumed"
     job = compose("config", overrides(tiny_model_dirs, tiny_task_dir, out))
